@@ -1,0 +1,299 @@
+"""``asyncmirror SRC DST [-j N] [options]``: the command-line front end.
+
+Credentials come from ``FTP_SERVER``/``FTP_USERNAME``/``FTP_PASSWORD`` (as in
+the lftp recipe this replaces), ``--host``/``--port``/``--user``, an
+``ftps://user@host:port/path`` DST, ``~/.netrc``, or a prompt on a TTY.  The
+password is never accepted as an argument: argv is visible to every user of
+the machine.
+
+Exit codes: 0 all done, 1 some files failed, 2 usage or local error,
+3 connection, TLS or login failure.  Errors are one line; ``--debug`` adds the
+traceback and the protocol trace (password masked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import netrc
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, tzinfo
+from typing import Any, TextIO
+from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from . import errors
+from .filters import Rule
+from .mirror import mirror
+from .progress import ConsoleEvents
+from .report import Events, Report
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_FATAL = 0, 1, 2, 3
+
+
+class _OrderedRule(argparse.Action):
+    """Keep -X/-I/-x/-i in command-line order: lftp applies them in order."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        rules: list[tuple[str, str]] = getattr(namespace, "rules", None) or []
+        rules.append((option_string or "", str(values)))
+        namespace.rules = rules
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="asyncmirror",
+        description="Mirror a local directory to an FTPS server (explicit TLS), fast and safely.",
+        epilog="Server and login come from FTP_SERVER, FTP_USERNAME and FTP_PASSWORD "
+        "(or --host/--user, ~/.netrc, a prompt). `asyncmirror demo` runs a local demonstration.",
+    )
+    p.add_argument("src", metavar="SRC", help="local directory to upload")
+    p.add_argument("dst", metavar="DST", help="remote directory, or ftps://user@host:port/path")
+    p.add_argument("-j", "--jobs", "-P", "--parallel", type=int, default=8, metavar="N",
+                   help="parallel connections (default 8)")
+    g = p.add_argument_group("selecting files (lftp mirror compatible, applied in order)")
+    g.add_argument("-X", "--exclude-glob", action=_OrderedRule, metavar="GLOB")
+    g.add_argument("-I", "--include-glob", action=_OrderedRule, metavar="GLOB")
+    g.add_argument("-x", "--exclude", action=_OrderedRule, metavar="REGEX")
+    g.add_argument("-i", "--include", action=_OrderedRule, metavar="REGEX")
+    g = p.add_argument_group("what to do")
+    g.add_argument("-R", "--reverse", action="store_true",
+                   help="accepted for lftp compatibility (asyncmirror always uploads)")
+    g.add_argument("-n", "--only-newer", dest="only_newer", action="store_true", default=True,
+                   help="upload only files newer than the server's (default)")
+    g.add_argument("--no-only-newer", dest="only_newer", action="store_false",
+                   help="also replace remote files that are newer but differ in time")
+    g.add_argument("--delete", action="store_true", help="delete remote files absent locally")
+    g.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    g.add_argument("--atomic", action="store_true",
+                   help="upload to a temporary name and rename into place")
+    g.add_argument("--no-set-mtime", dest="set_mtime", action="store_false",
+                   help="do not set remote modification times (MFMT / SITE UTIME)")
+    g = p.add_argument_group("server and security")
+    g.add_argument("--host", help="server host (default: FTP_SERVER)")
+    g.add_argument("--port", type=int, help="server port (default 21)")
+    g.add_argument("--user", help="user name (default: FTP_USERNAME)")
+    g.add_argument("--ca-file", metavar="PATH", help="trust this CA or self-signed certificate")
+    g.add_argument("--fingerprint", metavar="SHA256:HEX",
+                   help="pin the server certificate (default: FTP_FINGERPRINT)")
+    g.add_argument("--insecure", action="store_true",
+                   help="do not verify the server certificate (unsafe)")
+    g.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="bound on every network wait (default 30)")
+    g.add_argument("--deadline", type=float, metavar="SECONDS", help="bound on the whole run")
+    g.add_argument("--retries", type=int, default=5, help="attempts per file after the first")
+    g.add_argument("--remote-timezone", metavar="TZ", default="UTC",
+                   help="time zone of LIST times on servers without MLSD (e.g. Asia/Tokyo)")
+    g = p.add_argument_group("output")
+    g.add_argument("-v", "--verbose", action="count", default=0,
+                   help="print each action (like lftp --verbose); twice for retries")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--json", action="store_true", help="print the report (or plan) as JSON")
+    g.add_argument("--debug", action="store_true",
+                   help="print the protocol exchange (password masked) and tracebacks")
+    return p
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    port: int
+    user: str
+    password: str
+    path: str
+
+    def __repr__(self) -> str:  # never show the password
+        return f"Target(host={self.host!r}, port={self.port}, user={self.user!r}, path={self.path!r})"
+
+
+def resolve_target(
+    args: argparse.Namespace, env: dict[str, str], *, stdin_tty: bool
+) -> Target:
+    """Work out host, port, user, password and remote path from every source."""
+    path = args.dst
+    url_user = url_host = None
+    url_port: int | None = None
+    if "://" in args.dst:
+        parts = urlsplit(args.dst)
+        if parts.scheme not in ("ftps", "ftp", "ftpes"):
+            raise errors.UsageError(f"DST scheme {parts.scheme!r} is not supported",
+                                    hint="use ftps://user@host:port/path or a plain path")
+        if parts.password:
+            raise errors.UsageError("a password in DST is not accepted (it would show in the process list)",
+                                    hint="set FTP_PASSWORD or use ~/.netrc")
+        url_user = unquote(parts.username) if parts.username else None
+        url_host = parts.hostname
+        try:
+            url_port = parts.port
+        except ValueError:
+            raise errors.UsageError(f"the port in {args.dst!r} is not a number") from None
+        path = unquote(parts.path) or "/"
+
+    host = args.host or url_host
+    port = args.port or url_port
+    server = env.get("FTP_SERVER", "").strip()
+    if not host and server:
+        host, _, env_port = server.rpartition(":") if server.count(":") == 1 else (server, "", "")
+        if env_port:
+            try:
+                port = port or int(env_port)
+            except ValueError:
+                raise errors.UsageError(f"FTP_SERVER={server!r}: the port is not a number") from None
+    if not host:
+        raise errors.UsageError("no server given",
+                                hint="set FTP_SERVER=host[:port], or use --host or an ftps:// DST")
+    port = port or 21
+    if not 0 < port < 65536:
+        raise errors.UsageError(f"port {port} is out of range")
+
+    user = args.user or url_user or env.get("FTP_USERNAME") or None
+    password = env.get("FTP_PASSWORD")
+    if user is None or password is None:
+        auth = _netrc_lookup(host, env)
+        if auth is not None:
+            user = user or auth[0]
+            if password is None and auth[0] == user:
+                password = auth[1]
+    if user is None:
+        raise errors.UsageError("no user name given", hint="set FTP_USERNAME or use --user")
+    if password is None:
+        if not stdin_tty:
+            raise errors.UsageError("no password given",
+                                    hint="set FTP_PASSWORD, add the host to ~/.netrc, or run on a terminal")
+        password = getpass.getpass(f"Password for {user}@{host}: ")
+    return Target(host, port, user, password, path)
+
+
+def _netrc_lookup(host: str, env: dict[str, str]) -> tuple[str, str] | None:
+    path = env.get("NETRC") or os.path.join(os.path.expanduser("~"), ".netrc")
+    if not os.path.exists(path):
+        return None
+    try:
+        auth = netrc.netrc(path).authenticators(host)
+    except (netrc.NetrcParseError, OSError) as exc:
+        raise errors.UsageError(f"cannot read {path}: {getattr(exc, 'msg', exc)}") from None
+    if not auth:
+        return None
+    login, _, password = auth
+    return (login or "", password or "")
+
+
+def _timezone(name: str) -> tzinfo:
+    if name.upper() in ("UTC", "Z", "GMT"):
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise errors.UsageError(f"unknown time zone {name!r}",
+                                hint="use an IANA name such as Asia/Tokyo") from None
+
+
+def _rules(args: argparse.Namespace) -> list[Rule]:
+    names = {"-X": "--exclude-glob", "-I": "--include-glob", "-x": "--exclude", "-i": "--include"}
+    out = []
+    for option, pattern in getattr(args, "rules", None) or []:
+        out.append(Rule.from_option(names.get(option, option), pattern))
+    return out
+
+
+def _make_trace(stream: TextIO) -> Any:
+    def trace(direction: str, line: str) -> None:
+        print(f"{direction} {line}", file=stream, flush=True)
+
+    return trace
+
+
+async def run(args: argparse.Namespace, target: Target, events: Events, stream: TextIO) -> Report:
+    fingerprint = args.fingerprint or os.environ.get("FTP_FINGERPRINT") or None
+    if args.insecure and not fingerprint:
+        events.note("warning: --insecure: the server's certificate is not checked; "
+                    "anyone on the path can read your password")
+    return await mirror(
+        args.src,
+        target.path,
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        password=target.password,
+        jobs=args.jobs,
+        rules=_rules(args),
+        delete=args.delete,
+        dry_run=args.dry_run,
+        only_newer=args.only_newer,
+        atomic=args.atomic,
+        set_mtime=args.set_mtime,
+        ca_file=args.ca_file,
+        fingerprint=fingerprint,
+        insecure=args.insecure,
+        timeout=args.timeout,
+        deadline=args.deadline,
+        retries=args.retries,
+        remote_timezone=_timezone(args.remote_timezone),
+        events=events,
+        trace=_make_trace(stream) if args.debug else None,
+    )
+
+
+def run_async(coro: Any) -> Any:
+    """Run on uvloop when it is installed: its faster I/O shows with many small files."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency where supported
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["demo"]:
+        from .demo import main as demo_main
+
+        return demo_main(argv[1:])
+    stderr = sys.stderr
+    parser = build_parser()
+    args = parser.parse_args(argv)  # argparse exits 2 with a usage line on bad options
+    try:
+        target = resolve_target(args, dict(os.environ), stdin_tty=sys.stdin.isatty())
+        events = ConsoleEvents(
+            stream=stderr,
+            verbose=args.verbose,
+            bars=not args.no_progress and not args.json and stderr.isatty(),
+        )
+        report = run_async(run(args, target, events, stderr))
+    except errors.AsyncMirrorError as exc:
+        if args.debug:
+            traceback.print_exc(file=stderr)
+        print(f"asyncmirror: error: {exc.user_line()}", file=stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("asyncmirror: interrupted", file=stderr)
+        return 130
+    except Exception as exc:  # a bug: still one line unless --debug
+        if args.debug:
+            traceback.print_exc(file=stderr)
+        print(f"asyncmirror: internal error: {type(exc).__name__}: {exc} (run with --debug)", file=stderr)
+        return EXIT_FATAL
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    for failure in report.failed:
+        print(f"asyncmirror: failed: {failure.path}: {failure.error}", file=stderr)
+    print(("asyncmirror: dry run: " if report.dry_run else "asyncmirror: ") + report.summary(),
+          file=stderr)
+    return report.exit_code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,167 @@
+"""Every exception asyncmirror raises, in families that say what to do next.
+
+The families answer the one question a caller has when something fails:
+
+* :class:`UsageError` -- the input is wrong; fix the command line or SRC (exit 2).
+* :class:`FatalError` -- the run cannot go on: the server cannot be reached, TLS
+  cannot be trusted, the login is refused.  Retrying will not help (exit 3).
+* :class:`RetryableError` -- this attempt failed but the next one may work: a 4xx
+  reply, a cut connection, a timeout.  The scheduler retries these with backoff.
+* :class:`PermanentReplyError` -- the server refused this one operation (5xx); the
+  file fails, the run goes on (exit 1 at the end).
+
+``ssl``, ``OSError``, aioftp and anyio exceptions are mapped to these where they
+enter (``transport.py``); nothing above the session layer sees them raw.  No
+message built here ever contains the password: callers pass only hosts, paths
+and server replies, and the replies to ``PASS`` are not echoed back by servers.
+"""
+
+from __future__ import annotations
+
+
+class AsyncMirrorError(Exception):
+    """Base of every asyncmirror error.  ``str(err)`` is one line for the user."""
+
+    exit_code: int = 1
+    hint: str = ""
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        if hint:
+            self.hint = hint
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else type(self).__name__
+
+    def user_line(self) -> str:
+        """The single line shown to the user: what is wrong, then what to do."""
+        return f"{self.message}; {self.hint}" if self.hint else self.message
+
+
+# --- the input is wrong -----------------------------------------------------------
+
+
+class UsageError(AsyncMirrorError):
+    """Bad options, a missing SRC, an unusable pattern: fix the input."""
+
+    exit_code = 2
+
+
+class LocalFileError(AsyncMirrorError):
+    """One local file could not be read (or changed while it was read)."""
+
+    exit_code = 1
+
+
+# --- the run cannot go on -------------------------------------------------------
+
+
+class FatalError(AsyncMirrorError):
+    """The run cannot continue; retrying would not help."""
+
+    exit_code = 3
+
+
+class ConnectError(FatalError):
+    """The server could not be reached at all (DNS, refused, unreachable)."""
+
+    hint = "check the host name and port, and that the server accepts connections"
+
+
+class TLSError(FatalError):
+    """TLS could not be set up or the server's certificate is not trusted."""
+
+
+class CertificateError(TLSError):
+    """The server's certificate failed verification."""
+
+    def __init__(self, message: str, *, fingerprint: str | None = None, hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.fingerprint = fingerprint
+
+
+class TLSRefusedError(TLSError):
+    """The server refused ``AUTH TLS``; no credentials were sent."""
+
+    hint = "the server does not offer explicit FTPS (AUTH TLS); asyncmirror never logs in without TLS"
+
+
+class AuthError(FatalError):
+    """The server refused the user name or password (530)."""
+
+    hint = "check FTP_USERNAME and FTP_PASSWORD (or ~/.netrc)"
+
+
+class TimeoutExpired(FatalError):
+    """The overall ``--deadline`` for the run passed."""
+
+
+class PoolExhaustedError(FatalError):
+    """No session could be kept open: the server refuses every connection."""
+
+
+# --- this attempt failed; another may work ---------------------------------------
+
+
+class RetryableError(AsyncMirrorError):
+    """A failure the scheduler retries with backoff before giving up on a file."""
+
+    #: ``True`` when the control connection is no longer usable and must be replaced.
+    broken_session: bool = False
+
+
+class ReplyError(AsyncMirrorError):
+    """Mixin for errors carrying an FTP reply."""
+
+    def __init__(self, command: str, code: str, text: str) -> None:
+        super().__init__(f"{command}: {code} {text}".strip())
+        self.command = command
+        self.code = code
+        self.text = text
+
+    @property
+    def reply(self) -> str:
+        return f"{self.code} {self.text}".strip()
+
+
+class TransientReplyError(ReplyError, RetryableError):
+    """A 4xx reply (425, 426, 450, 451, ...): try again later."""
+
+
+class TooManyConnectionsError(ReplyError, RetryableError):
+    """421 at connect or login: the host allows fewer sessions; shrink the pool."""
+
+    broken_session = True
+
+
+class PermanentReplyError(ReplyError):
+    """A 5xx reply to a file operation: this file fails, the run goes on."""
+
+    exit_code = 1
+
+
+class NetworkError(RetryableError):
+    """The connection was reset, closed or broke mid-operation."""
+
+    broken_session = True
+
+
+class OperationTimeout(RetryableError):
+    """One network wait passed ``--timeout``: the session is dropped and replaced."""
+
+    broken_session = True
+
+
+class ProtocolError(RetryableError):
+    """The server sent something that is not valid FTP; the session is dropped."""
+
+    broken_session = True
+
+
+class VerifyError(RetryableError):
+    """The uploaded file's size on the server is not the local size."""
+
+
+def is_fatal(exc: BaseException) -> bool:
+    return isinstance(exc, FatalError)

@@ -1,0 +1,397 @@
+"""``mirror()``: scan, list, plan, run -- the one orchestration.
+
+The local scan runs in a worker thread while the sessions log in; then DST is
+listed over the whole pool, the planner decides, and the scheduler creates
+directories (pipelined, parents first), uploads (one worker per session,
+verification pipelined behind the next transfer) and, with ``delete``, removes
+what is gone -- only when every upload succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import posixpath
+import secrets
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, tzinfo
+
+import anyio
+
+from . import datachannel, errors, local, remote
+from .entries import LocalTree
+from .filters import FilterSet, Rule
+from .planner import Plan, PlanOptions, Upload, make_plan
+from .pool import Pool
+from .replies import Reply, format_mfmt, parse_size
+from .report import Events, Failure, Report
+from .scheduler import Deferred, Workers, run_batch
+from .session import ServerConfig, Session, Trace
+from .transport import TLSPolicy
+
+TEMP_PREFIX = ".asyncmirror-tmp-"
+
+
+async def mirror(
+    src: str,
+    dst: str,
+    *,
+    host: str,
+    port: int = 21,
+    user: str,
+    password: str,
+    jobs: int = 8,
+    exclude: Sequence[str] = (),
+    include: Sequence[str] = (),
+    exclude_regex: Sequence[str] = (),
+    include_regex: Sequence[str] = (),
+    rules: Sequence[Rule] | None = None,
+    delete: bool = False,
+    dry_run: bool = False,
+    only_newer: bool = True,
+    atomic: bool = False,
+    set_mtime: bool = True,
+    ca_file: str | None = None,
+    fingerprint: str | None = None,
+    insecure: bool = False,
+    timeout: float = 30.0,
+    deadline: float | None = None,
+    retries: int = 5,
+    remote_timezone: tzinfo = UTC,
+    events: Events | None = None,
+    trace: Trace | None = None,
+) -> Report:
+    """Mirror the local directory ``src`` to ``dst`` on an FTPS server.
+
+    Uploads what is missing on the server, differs in size, or is newer
+    locally (``only_newer``); with ``delete`` also removes what exists only on
+    the server.  ``exclude``/``include`` are lftp ``-X``/``-I`` globs,
+    ``exclude_regex``/``include_regex`` lftp ``-x``/``-i`` regexes (or pass
+    ordered ``rules``).
+
+    Runs in the caller's event loop (asyncio), prints nothing unless ``events``
+    or ``trace`` are given, and is cancellable.  Returns a :class:`Report`;
+    files that failed are listed in ``report.failed`` (``report.exit_code`` is
+    1).  Raises :class:`~errors.UsageError` for bad input and
+    :class:`~errors.FatalError` when the server cannot be used (connection,
+    TLS, login); ``deadline`` seconds bound the whole run
+    (:class:`~errors.TimeoutExpired`).
+    """
+    if rules is None:
+        rules = _rules_from(exclude, include, exclude_regex, include_regex)
+    filters = FilterSet.from_rules(rules)
+    config = ServerConfig(
+        host=host,
+        port=port,
+        user=user,
+        password=password,
+        tls=TLSPolicy(ca_file=ca_file, fingerprint=fingerprint, insecure=insecure),
+        timeout=timeout,
+        trace=trace,
+    )
+    run = _Run(
+        src=src,
+        dst=dst,
+        config=config,
+        filters=filters,
+        jobs=jobs,
+        options=PlanOptions(only_newer=only_newer, delete=delete, excluded=_excluder(filters)),
+        dry_run=dry_run,
+        atomic=atomic,
+        set_mtime=set_mtime,
+        retries=retries,
+        tz=remote_timezone,
+        events=events or Events(),
+    )
+    if deadline is None:
+        return await run.run()
+    try:
+        async with asyncio.timeout(deadline):
+            return await run.run()
+    except TimeoutError:
+        raise errors.TimeoutExpired(
+            f"the run did not finish within the deadline of {deadline:g} s",
+            hint="raise --deadline, or check the connection to the server",
+        ) from None
+
+
+def _rules_from(
+    exclude: Iterable[str],
+    include: Iterable[str],
+    exclude_regex: Iterable[str],
+    include_regex: Iterable[str],
+) -> list[Rule]:
+    rules = [Rule("include", p, "glob") for p in include]
+    rules += [Rule("include", p, "regex") for p in include_regex]
+    rules += [Rule("exclude", p, "glob") for p in exclude]
+    rules += [Rule("exclude", p, "regex") for p in exclude_regex]
+    return rules
+
+
+def _excluder(filters: FilterSet) -> object:
+    def excluded(path: str, is_dir: bool) -> bool:
+        return filters.excludes(path, is_dir=is_dir)
+
+    return excluded
+
+
+class _Run:
+    def __init__(
+        self,
+        *,
+        src: str,
+        dst: str,
+        config: ServerConfig,
+        filters: FilterSet,
+        jobs: int,
+        options: PlanOptions,
+        dry_run: bool,
+        atomic: bool,
+        set_mtime: bool,
+        retries: int,
+        tz: tzinfo,
+        events: Events,
+    ) -> None:
+        self.src = src
+        self.dst = dst
+        self.config = config
+        self.filters = filters
+        self.options = options
+        self.dry_run = dry_run
+        self.atomic = atomic
+        self.set_mtime = set_mtime
+        self.retries = retries
+        self.tz = tz
+        self.events = events
+        self.report = Report(dry_run=dry_run)
+        self.pool = Pool(config, jobs, retries=retries, note=self._note)
+
+    def _note(self, message: str) -> None:
+        self.report.notes.append(message)
+        self.events.note(message)
+
+    async def run(self) -> Report:
+        started = time.monotonic()
+        try:
+            await self._run()
+        finally:
+            self.report.duration = time.monotonic() - started
+            await self.pool.close_all()
+            self.events.close()
+        return self.report
+
+    async def _run(self) -> None:
+        # Scan in a thread while every session logs in: both take round trips
+        # or disk time, neither needs the other.
+        scan = asyncio.ensure_future(anyio.to_thread.run_sync(local.scan, self.src, self.filters))
+        try:
+            sessions = await self.pool.start()
+        except BaseException:
+            scan.cancel()
+            raise
+        tree = await scan
+        for path, why in tree.problems:
+            self.report.failed.append(Failure(path, why))
+            self.events.failed(path, why)
+
+        base = self._remote_base()
+        remote_tree, sessions = await remote.list_tree(
+            self.pool,
+            sessions,
+            base,
+            tree.dirs,
+            recurse_unknown=self.options.delete,
+            tz=self.tz,
+            now=datetime.now(UTC),
+            retries=self.retries,
+            skip_dir=lambda d: self.filters.excludes(d, is_dir=True),
+        )
+        plan = make_plan(tree, remote_tree, self.options)
+        self.report.plan = plan
+        self.report.skipped = len(plan.skipped)
+        for c in plan.conflicts:
+            self.report.failed.append(Failure(c.path, c.why))
+            self.events.failed(c.path, c.why)
+        self.events.planned(plan)
+
+        mkdirs = ([] if remote_tree.exists else _dst_chain(base)) + [
+            remote.remote_join(base, d) for d in plan.mkdirs
+        ]
+        if self.dry_run:
+            self._report_dry_run(plan, mkdirs, tree)
+            return
+        if mkdirs:
+            sessions[0] = await self._mkdirs(sessions[0], mkdirs)
+        sessions = await self._uploads(sessions, base, plan.uploads)
+        if plan.delete_files or plan.delete_dirs:
+            if self.report.failed:
+                self._note("not deleting anything on the server because some files failed")
+            elif sessions:
+                await self._deletes(sessions[0], base, plan)
+            else:
+                sessions = [await self.pool.open_session(replacing=True)]
+                await self._deletes(sessions[0], base, plan)
+
+    def _remote_base(self) -> str:
+        home = self.pool.quirks.home or "/"
+        dst = self.dst.strip() or "."
+        base = posixpath.normpath(posixpath.join(home, dst))
+        return base if base.startswith("/") else "/" + base
+
+    def _report_dry_run(self, plan: Plan, mkdirs: list[str], tree: LocalTree) -> None:
+        for d in mkdirs:
+            self.events.action("mkdir", d)
+        for u in plan.uploads:
+            self.events.action("upload", u.path, u.reason.value)
+        for f in plan.delete_files:
+            self.events.action("delete", f)
+        for d in plan.delete_dirs:
+            self.events.action("rmdir", d)
+        self.report.uploaded = len(plan.uploads)
+        self.report.bytes_sent = plan.upload_bytes
+        self.report.mkdirs = len(mkdirs)
+        self.report.deleted = len(plan.delete_files) + len(plan.delete_dirs)
+
+    # --- directories --------------------------------------------------------
+
+    async def _mkdirs(self, session: Session, paths: list[str]) -> Session:
+        def on_reply(path: str, reply: Reply) -> None:
+            if reply.is_complete:
+                self.report.mkdirs += 1
+                self.events.action("mkdir", path)
+            elif reply.is_permanent:
+                # Usually "exists" (DST's own parents); a real problem shows up
+                # as the failure of the uploads into it, with the server's words.
+                pass
+            else:
+                raise errors.TransientReplyError(f"MKD {path}", reply.code, reply.text)
+
+        return await run_batch(
+            self.pool,
+            session,
+            [(f"MKD {p}", p) for p in paths],
+            retries=self.retries,
+            on_reply=on_reply,
+        )
+
+    # --- uploads --------------------------------------------------------------
+
+    async def _uploads(self, sessions: list[Session], base: str, uploads: list[Upload]) -> list[Session]:
+        atomic = self.atomic
+        set_mtime = self.set_mtime
+        quirks = self.pool.quirks
+
+        async def handle(session: Session, up: Upload, address: tuple[str, int]) -> Deferred:
+            target = remote.remote_join(base, up.path)
+            name = posixpath.basename(target)
+            stored = (
+                posixpath.join(posixpath.dirname(target), f"{TEMP_PREFIX}{secrets.token_hex(4)}-{name}")
+                if atomic
+                else target
+            )
+            try:
+                stats = await datachannel.upload(session, stored, up.local.abspath, address)
+            except errors.AsyncMirrorError:
+                if atomic and not session.broken:
+                    await _forget(session, stored)
+                raise
+            lines: list[str] = []
+            expect: list[tuple[str, str]] = []
+            if atomic:
+                lines += [f"RNFR {stored}", f"RNTO {target}"]
+                expect += [("RNFR", "350"), ("RNTO", "2")]
+            mtime_line = _mtime_line(quirks.mtime_command, target, up.local.mtime) if set_mtime else None
+            if mtime_line:
+                lines.append(mtime_line)
+                expect.append(("MTIME", "2"))
+            lines.append(f"SIZE {target}")
+            expect.append(("SIZE", "213"))
+
+            def check(replies: list[Reply]) -> None:
+                for (what, code), reply in zip(expect, replies, strict=True):
+                    if what == "MTIME":
+                        _learn_mtime(quirks, mtime_line or "", reply)
+                        continue
+                    if not reply.code.startswith(code):
+                        session.check(f"{what} {target}", reply, code)
+                remote_size = parse_size(replies[-1].text)
+                if remote_size != stats.bytes:
+                    raise errors.VerifyError(
+                        f"{target}: {remote_size} bytes on the server after sending {stats.bytes}"
+                    )
+                self.report.bytes_sent += stats.bytes
+
+            return Deferred(lines, check)
+
+        if set_mtime and quirks.mtime_command is None:
+            quirks.mtime_command = "MFMT"  # tried first; _learn_mtime falls back
+
+        def done(up: Upload) -> None:
+            self.report.uploaded += 1
+            self.events.uploaded(up, up.size)
+
+        def failed(up: Upload, exc: errors.AsyncMirrorError) -> None:
+            self.report.failed.append(Failure(up.path, exc.user_line()))
+            self.events.failed(up.path, exc.user_line())
+
+        def retrying(up: Upload, exc: errors.AsyncMirrorError, n: int) -> None:
+            self.report.retries += 1
+            self.events.retrying(up.path, exc.user_line(), n)
+
+        workers: Workers[Upload] = Workers(
+            self.pool, handle, retries=self.retries, on_done=done, on_failed=failed, on_retry=retrying
+        )
+        return await workers.run(sessions, uploads)
+
+    # --- deletions ------------------------------------------------------------
+
+    async def _deletes(self, session: Session, base: str, plan: Plan) -> None:
+        def on_reply(path: str, reply: Reply) -> None:
+            if reply.is_complete:
+                self.report.deleted += 1
+                self.events.action("delete", path)
+            elif reply.is_permanent:
+                msg = f"{reply.code} {reply.text}"
+                self.report.failed.append(Failure(path, f"delete failed: {msg}"))
+                self.events.failed(path, f"delete failed: {msg}")
+            else:
+                raise errors.TransientReplyError(f"delete {path}", reply.code, reply.text)
+
+        commands = [(f"DELE {remote.remote_join(base, f)}", f) for f in plan.delete_files]
+        commands += [(f"RMD {remote.remote_join(base, d)}", d) for d in plan.delete_dirs]
+        await run_batch(self.pool, session, commands, retries=self.retries, on_reply=on_reply)
+
+
+def _dst_chain(base: str) -> list[str]:
+    """``/a/b/c`` -> ``/a``, ``/a/b``, ``/a/b/c``: DST and any missing parents."""
+    parts = [p for p in base.split("/") if p]
+    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _mtime_line(command: str | None, path: str, mtime: float) -> str | None:
+    stamp = format_mfmt(mtime)
+    if command == "MFMT":
+        return f"MFMT {stamp} {path}"
+    if command == "SITE UTIME":
+        return f"SITE UTIME {stamp} {path}"
+    return None
+
+
+def _learn_mtime(quirks: object, line: str, reply: Reply) -> None:
+    """Remember which time-setting command works; a refusal is not a failure."""
+    current = getattr(quirks, "mtime_command", None)
+    if reply.is_complete:
+        return
+    if reply.code in remote.UNKNOWN_COMMAND or reply.is_permanent:
+        if current == "MFMT" and line.startswith("MFMT"):
+            quirks.mtime_command = "SITE UTIME"  # type: ignore[attr-defined]
+        elif current == "SITE UTIME" and line.startswith("SITE"):
+            quirks.mtime_command = ""  # type: ignore[attr-defined]
+
+
+async def _forget(session: Session, path: str) -> None:
+    """Remove a temporary upload after a failed transfer (best effort, bounded)."""
+    try:
+        await session.command(f"DELE {path}")
+    except errors.AsyncMirrorError:
+        pass

@@ -1,0 +1,164 @@
+"""Decide what to do: (local tree, remote tree, options) -> plan.  Pure.
+
+The transfer rule is :func:`needs_upload`, in one place, like rclone's
+``NeedTransfer``.  With the default newer-only policy (lftp's ``--only-newer``),
+a file is uploaded when it is missing on the server, when its size differs, or
+when the local copy is newer than the remote one by more than the remote time's
+precision (one second for MLSD, a minute or a day for LIST).  A remote time
+that is unknown leaves the decision to the size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .entries import LocalFile, LocalTree, RemoteFile, RemoteTree
+
+
+class Reason(str, Enum):
+    NEW = "new"
+    NEWER = "newer"
+    SIZE = "size differs"
+    ALL = "forced"
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    path: str
+    size: int
+    reason: Reason
+    local: LocalFile
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    path: str
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOptions:
+    only_newer: bool = True  # False: upload whenever size or time differ at all
+    delete: bool = False
+    #: ``excluded(path, is_dir)``: paths the rules leave out are never deleted.
+    excluded: Callable[[str, bool], bool] | None = None
+
+
+@dataclass(slots=True)
+class Plan:
+    mkdirs: list[str] = field(default_factory=list)  # parents before children
+    uploads: list[Upload] = field(default_factory=list)  # largest first
+    skipped: list[str] = field(default_factory=list)
+    delete_files: list[str] = field(default_factory=list)
+    delete_dirs: list[str] = field(default_factory=list)  # children before parents
+    conflicts: list[Conflict] = field(default_factory=list)
+
+    @property
+    def upload_bytes(self) -> int:
+        return sum(u.size for u in self.uploads)
+
+
+def needs_upload(local: LocalFile, remote: RemoteFile | None, *, only_newer: bool) -> Reason | None:
+    """The one transfer rule.  ``None`` means the remote copy is up to date."""
+    if remote is None:
+        return Reason.NEW
+    if remote.size is not None and remote.size != local.size:
+        return Reason.SIZE
+    if remote.mtime is None:
+        return None if remote.size is not None else Reason.NEWER
+    # Times within the remote precision are equal: MFMT keeps whole seconds,
+    # LIST shows minutes.  The extra second absorbs rounding on either side.
+    window = max(remote.precision, 1.0)
+    if local.mtime > remote.mtime + window:
+        return Reason.NEWER
+    if not only_newer and local.mtime < remote.mtime - window:
+        # Without --only-newer a remote copy whose time differs either way is
+        # replaced (plain mirror semantics).
+        return Reason.NEWER
+    return None
+
+
+def make_plan(local: LocalTree, remote: RemoteTree, options: PlanOptions = PlanOptions()) -> Plan:
+    """Compare the trees.  Never touches the network, the disk or the clock."""
+    plan = Plan()
+    excluded = options.excluded or _nothing_excluded
+
+    plan.mkdirs = _sorted_parents_first(d for d in local.dirs if d not in remote.dirs)
+    blocked_dirs: set[str] = set()
+    for d in plan.mkdirs:
+        if d in remote.files or d in remote.others:
+            if options.delete and d in remote.files:
+                plan.delete_files.append(d)
+            else:
+                plan.conflicts.append(Conflict(d, "a file on the server is in the way"))
+                blocked_dirs.add(d)
+
+    for path, lf in local.files.items():
+        if _under_any(path, blocked_dirs):
+            plan.conflicts.append(Conflict(path, "its directory cannot be created"))
+            continue
+        if path in remote.dirs or path in remote.others:
+            plan.conflicts.append(Conflict(path, "a directory or link on the server is in the way"))
+            continue
+        reason = needs_upload(lf, remote.files.get(path), only_newer=options.only_newer)
+        if reason is None:
+            plan.skipped.append(path)
+        else:
+            plan.uploads.append(Upload(path, lf.size, reason, lf))
+
+    if options.delete:
+        for path in remote.files:
+            if path not in local.files and path not in local.dirs and not excluded(path, False):
+                if not _under_any_excluded(path, excluded):
+                    plan.delete_files.append(path)
+        gone_dirs = [
+            d
+            for d in remote.dirs
+            if d not in local.dirs and not excluded(d, True) and not _under_any_excluded(d, excluded)
+        ]
+        # A directory can only go when nothing is left in it: not when it
+        # holds excluded entries that we must leave alone.
+        keep = _dirs_holding_kept(remote, set(plan.delete_files), set(gone_dirs))
+        plan.delete_dirs = sorted(
+            (d for d in gone_dirs if d not in keep), key=lambda d: (-d.count("/"), d)
+        )
+
+    # Large files first keeps every connection busy until the end.
+    plan.uploads.sort(key=lambda u: (-u.size, u.path))
+    plan.delete_files.sort()
+    plan.skipped.sort()
+    return plan
+
+
+def _nothing_excluded(path: str, is_dir: bool) -> bool:
+    return False
+
+
+def _sorted_parents_first(dirs: Iterable[str]) -> list[str]:
+    return sorted(dirs, key=lambda d: (d.count("/"), d))
+
+
+def _parents(path: str) -> Iterable[str]:
+    parts = path.split("/")
+    for i in range(1, len(parts)):
+        yield "/".join(parts[:i])
+
+
+def _under_any(path: str, dirs: set[str]) -> bool:
+    return bool(dirs) and any(p in dirs for p in _parents(path))
+
+
+def _under_any_excluded(path: str, excluded: Callable[[str, bool], bool]) -> bool:
+    return any(excluded(p, True) for p in _parents(path))
+
+
+def _dirs_holding_kept(remote: RemoteTree, deleted_files: set[str], gone_dirs: set[str]) -> set[str]:
+    keep: set[str] = set()
+    survivors = [p for p in remote.files if p not in deleted_files]
+    survivors += [d for d in remote.dirs if d not in gone_dirs]
+    survivors += list(remote.others)
+    for p in survivors:
+        keep.update(_parents(p))
+    return keep

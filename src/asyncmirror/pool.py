@@ -1,0 +1,134 @@
+"""N logged-in sessions: opened all at once, replaced when broken, fewer on 421.
+
+Bookkeeping (how many sessions the host allows) is plain synchronous state; the
+I/O happens in :meth:`Pool.open_session`.  A fatal error (wrong password,
+untrusted certificate, AUTH TLS refused) is raised at once and ends the run; a
+``421 Too many connections`` shrinks the pool instead, and is said once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+
+from . import errors, transport
+from .session import ServerConfig, ServerQuirks, Session
+
+
+class Retired(Exception):
+    """A slot gave up its session because the host allows fewer connections."""
+
+
+class Pool:
+    def __init__(
+        self,
+        config: ServerConfig,
+        size: int,
+        *,
+        retries: int = 5,
+        note: Callable[[str], None] | None = None,
+    ) -> None:
+        if size < 1:
+            raise errors.UsageError(f"-j must be at least 1, not {size}")
+        self.config = config
+        self.size = size
+        self.retries = retries
+        self.ctx = transport.make_ssl_context(config.tls)
+        self.quirks = ServerQuirks()
+        self._note = note or (lambda _msg: None)
+        self._alive = 0
+        self._shrunk_said = False
+        self._sessions: set[Session] = set()
+
+    # --- opening ----------------------------------------------------------------
+
+    async def start(self) -> list[Session]:
+        """Open up to ``size`` sessions concurrently; at least one must succeed."""
+        results = await asyncio.gather(
+            *(self._open_once() for _ in range(self.size)), return_exceptions=True
+        )
+        sessions = [r for r in results if isinstance(r, Session)]
+        failures = [r for r in results if isinstance(r, BaseException)]
+        for exc in failures:
+            if isinstance(exc, errors.FatalError):
+                await self.close_all(sessions)
+                raise exc
+        for exc in failures:
+            if not isinstance(exc, errors.AsyncMirrorError):
+                await self.close_all(sessions)
+                raise exc
+        if not sessions:
+            # Nothing fatal but nothing open either (e.g. 421 everywhere): retry one.
+            sessions = [await self.open_session()]
+        if len(sessions) < self.size:
+            self._shrink_note(len(sessions), failures)
+        return sessions
+
+    async def _open_once(self) -> Session:
+        session = await Session.open(self.config, self.ctx, self.quirks)
+        self._sessions.add(session)
+        self._alive += 1
+        return session
+
+    async def open_session(self, *, replacing: bool = False) -> Session:
+        """Open one session, retrying transient failures with backoff.
+
+        While other sessions are alive, a 421 retires the caller's slot
+        (:class:`Retired`) rather than waiting for room.  A connection refused
+        while *replacing* a session is retried (the server may be restarting).
+        """
+        attempt = 0
+        while True:
+            try:
+                return await self._open_once()
+            except errors.TooManyConnectionsError as exc:
+                if self._alive > 0:
+                    self._shrink_note(self._alive, [exc])
+                    raise Retired() from None
+                error: errors.AsyncMirrorError = exc
+            except errors.ConnectError as exc:
+                if not replacing:
+                    raise
+                error = exc
+            except errors.RetryableError as exc:
+                error = exc
+            attempt += 1
+            if attempt > self.retries:
+                raise errors.PoolExhaustedError(
+                    f"could not open a session after {attempt} attempts: {error.user_line()}"
+                )
+            await asyncio.sleep(backoff(attempt))
+
+    def discard(self, session: Session) -> None:
+        """Forget a session (broken or retired) and drop its connection."""
+        if session in self._sessions:
+            self._sessions.discard(session)
+            self._alive -= 1
+        session.abort()
+
+    def _shrink_note(self, alive: int, failures: list[BaseException]) -> None:
+        if self._shrunk_said:
+            return
+        self._shrunk_said = True
+        why = next(
+            (e.user_line() for e in failures if isinstance(e, errors.AsyncMirrorError)), ""
+        )
+        self._note(
+            f"the server accepted {alive} of {self.size} connections; "
+            f"continuing with {alive}" + (f" ({why})" if why else "")
+        )
+
+    # --- closing ----------------------------------------------------------------
+
+    async def close_all(self, sessions: list[Session] | None = None) -> None:
+        """QUIT every session, concurrently and bounded; never raises."""
+        targets = list(self._sessions) if sessions is None else sessions
+        await asyncio.shield(asyncio.gather(*(s.quit() for s in targets), return_exceptions=True))
+        for s in targets:
+            self.discard(s)
+
+
+def backoff(attempt: int, base: float = 0.25, cap: float = 8.0) -> float:
+    """Exponential backoff with full jitter (AWS style): spreads retries out."""
+    return random.uniform(0, min(cap, base * (2 ** (attempt - 1))))

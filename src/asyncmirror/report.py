@@ -1,0 +1,121 @@
+"""What a run did, and the events it reports while it runs.
+
+:class:`Report` is what :func:`asyncmirror.mirror` returns and what ``--json``
+prints.  :class:`Events` is the observer interface the progress display
+implements; the library's default observer says nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .planner import Plan, Upload
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    path: str
+    error: str  # one line, e.g. the server's reply
+
+
+@dataclass(slots=True)
+class Report:
+    """The outcome of one mirror run.  ``exit_code``: 0 ok, 1 some files failed."""
+
+    uploaded: int = 0
+    skipped: int = 0
+    bytes_sent: int = 0
+    mkdirs: int = 0
+    deleted: int = 0
+    failed: list[Failure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    duration: float = 0.0
+    dry_run: bool = False
+    plan: Plan | None = None
+    retries: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    @property
+    def files_per_second(self) -> float:
+        return self.uploaded / self.duration if self.duration > 0 else 0.0
+
+    def summary(self) -> str:
+        verb = "would upload" if self.dry_run else "uploaded"
+        rate = f", {self.files_per_second:.1f} files/s" if not self.dry_run else ""
+        parts = [
+            f"{verb} {self.uploaded} files ({_human(self.bytes_sent)})",
+            f"skipped {self.skipped}",
+            f"failed {len(self.failed)}",
+        ]
+        if self.deleted:
+            parts.append(f"{'would delete' if self.dry_run else 'deleted'} {self.deleted}")
+        return ", ".join(parts) + f" in {self.duration:.1f} s{rate}"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "ok": self.ok,
+            "dry_run": self.dry_run,
+            "uploaded": self.uploaded,
+            "skipped": self.skipped,
+            "bytes_sent": self.bytes_sent,
+            "mkdirs": self.mkdirs,
+            "deleted": self.deleted,
+            "retries": self.retries,
+            "duration": round(self.duration, 3),
+            "failed": [asdict(f) for f in self.failed],
+            "notes": list(self.notes),
+        }
+        if self.plan is not None:
+            out["plan"] = {
+                "mkdirs": self.plan.mkdirs,
+                "uploads": [
+                    {"path": u.path, "size": u.size, "reason": u.reason.value}
+                    for u in self.plan.uploads
+                ],
+                "delete_files": self.plan.delete_files,
+                "delete_dirs": self.plan.delete_dirs,
+                "conflicts": [asdict(c) for c in self.plan.conflicts],
+            }
+        return out
+
+
+class Events:
+    """Observer of a run.  Subclass and override what you need; all no-ops here."""
+
+    def note(self, message: str) -> None:
+        """Something the user should know (pool shrank, state missing...)."""
+
+    def planned(self, plan: Plan) -> None:
+        """The plan is ready; uploads start next."""
+
+    def action(self, verb: str, path: str, detail: str = "") -> None:
+        """One action done or planned: mkdir, upload, delete (lftp --verbose style)."""
+
+    def uploaded(self, upload: Upload, nbytes: int) -> None:
+        """One file is on the server and verified."""
+
+    def failed(self, path: str, error: str) -> None:
+        """One file failed for good."""
+
+    def retrying(self, path: str, error: str, attempt: int) -> None:
+        """One attempt failed; another follows after a backoff."""
+
+    def close(self) -> None:
+        """The run is over (close progress bars)."""
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1000
+    return f"{n} B"  # pragma: no cover

@@ -1,0 +1,281 @@
+"""Run work over the pool: one worker per session, retries with backoff, pipelining.
+
+Theory of operation
+-------------------
+Jobs that need a data connection (uploads, directory listings) go through
+:class:`Workers`: each worker owns one session and takes the next job from a
+shared queue, so no session idles while work remains.  A job's handler may
+return a :class:`Deferred` -- commands whose replies finish the job (``RNTO``,
+``MFMT``, ``SIZE`` to verify the upload).  The worker sends them *in the same
+write* as the ``EPSV``/``PASV`` of its next job, so checking an upload costs no
+extra round trip.  ``PASV`` itself cannot be pipelined behind a transfer:
+ProFTPD answers it with ``450`` until the ``226`` is out.
+
+Failures are classified by :mod:`asyncmirror.errors`: a retryable error puts
+the job back after an exponential, jittered backoff (bounded by ``retries``);
+a permanent reply or a local read error fails that job only; a fatal error
+propagates and the task group cancels every worker at once.  A worker whose
+session broke opens a new one; one that meets ``421`` retires and the pool
+carries on smaller.
+
+Commands that need no data connection (``MKD``, ``DELE``, ``RMD``) are sent by
+:func:`run_batch`, pipelined in chunks on one session: a connection processes
+them in order, so parents are created before children without a round trip
+per directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from . import errors
+from .pool import Pool, Retired, backoff
+from .replies import Reply
+from .session import Session
+
+J = TypeVar("J")
+
+#: Commands per pipelined chunk: small enough that neither side's socket
+#: buffer fills up while the other is still writing.
+BATCH = 40
+
+
+@dataclass(slots=True)
+class Deferred:
+    """Commands to send after a transfer; ``check(replies)`` raises if the job failed."""
+
+    lines: list[str]
+    check: Callable[[list[Reply]], None]
+
+
+Handler = Callable[[Session, J, tuple[str, int]], Awaitable[Deferred | None]]
+
+
+class JobQueue(Generic[J]):
+    """A queue that knows when all work is finished, retries included."""
+
+    def __init__(self, jobs: Sequence[J]) -> None:
+        self._items: deque[J] = deque(jobs)
+        self.outstanding = len(self._items)
+        self._changed = asyncio.Event()
+        self._timers: set[asyncio.Task[None]] = set()
+
+    def add(self, job: J) -> None:
+        self.outstanding += 1
+        self._items.append(job)
+        self._changed.set()
+
+    def get_nowait(self) -> J | None:
+        return self._items.popleft() if self._items else None
+
+    async def get(self) -> J | None:
+        """The next job, waiting for retries in flight; ``None`` when all is done."""
+        while True:
+            if self._items:
+                return self._items.popleft()
+            if self.outstanding <= 0:
+                return None
+            self._changed.clear()
+            await self._changed.wait()
+
+    def finish(self) -> None:
+        self.outstanding -= 1
+        self._changed.set()
+
+    def put_later(self, job: J, delay: float) -> None:
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            self._items.append(job)
+            self._changed.set()
+
+        task = asyncio.ensure_future(later())
+        self._timers.add(task)
+        task.add_done_callback(self._timers.discard)
+
+    def give_back(self, job: J) -> None:
+        """Return an unstarted job (its worker retired)."""
+        self._items.appendleft(job)
+        self._changed.set()
+
+    def cancel_timers(self) -> None:
+        for t in list(self._timers):
+            t.cancel()
+
+
+class Workers(Generic[J]):
+    """Run ``handler`` for every job, one worker per session."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        handler: Handler[J],
+        *,
+        retries: int,
+        on_done: Callable[[J], None],
+        on_failed: Callable[[J, errors.AsyncMirrorError], None],
+        on_retry: Callable[[J, errors.AsyncMirrorError, int], None] | None = None,
+    ) -> None:
+        self.pool = pool
+        self.handler = handler
+        self.retries = retries
+        self.on_done = on_done
+        self.on_failed = on_failed
+        self.on_retry = on_retry or (lambda _j, _e, _n: None)
+        self._attempts: dict[int, int] = {}
+        self.queue: JobQueue[J] = JobQueue(())
+
+    async def run(self, sessions: list[Session], jobs: Sequence[J]) -> list[Session]:
+        """Run all jobs; returns the sessions still open afterwards."""
+        self.queue = JobQueue(jobs)
+        if not jobs:
+            return sessions
+        survivors: list[Session] = []
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for s in sessions:
+                    tg.create_task(self._worker(s, survivors))
+        except BaseExceptionGroup as group:
+            raise _first_fatal(group) from None
+        finally:
+            self.queue.cancel_timers()
+        return survivors
+
+    async def _worker(self, session: Session | None, survivors: list[Session]) -> None:
+        pending: tuple[J, Deferred] | None = None
+        while True:
+            job = self.queue.get_nowait()
+            if job is None and pending is None:
+                job = await self.queue.get()
+                if job is None:
+                    break
+            unsettled: list[J] = [pending[0]] if pending else []
+            if job is not None:
+                unsettled.append(job)
+            try:
+                if session is None or session.broken:
+                    if session is not None:
+                        self.pool.discard(session)
+                    session = None
+                    session = await self.pool.open_session(replacing=True)
+                lines = pending[1].lines if pending else []
+                if job is not None:
+                    await session.send(*lines, "PASV" if session.quirks.epsv is False else "EPSV")
+                elif lines:
+                    await session.send(*lines)
+                if pending is not None:
+                    done_job, deferred = pending
+                    pending = None
+                    replies = [await session.read_reply() for _ in deferred.lines]
+                    unsettled.remove(done_job)
+                    self._settle(done_job, deferred, replies)
+                if job is None:
+                    continue
+                address = await session.read_passive()
+                result = await self.handler(session, job, address)
+                unsettled.remove(job)
+                if result is None:
+                    self._succeeded(job)
+                else:
+                    pending = (job, result)
+            except Retired:
+                for j in unsettled:
+                    self.queue.give_back(j)
+                return
+            except errors.FatalError:
+                raise
+            except errors.AsyncMirrorError as exc:
+                pending = None
+                for j in unsettled:
+                    self._attempt_failed(j, exc)
+        if session is not None and not session.broken:
+            survivors.append(session)
+        elif session is not None:
+            self.pool.discard(session)
+
+    def _settle(self, job: J, deferred: Deferred, replies: list[Reply]) -> None:
+        try:
+            deferred.check(replies)
+        except errors.FatalError:
+            raise
+        except errors.AsyncMirrorError as exc:
+            self._attempt_failed(job, exc)
+        else:
+            self._succeeded(job)
+
+    def _succeeded(self, job: J) -> None:
+        self._attempts.pop(id(job), None)
+        self.on_done(job)
+        self.queue.finish()
+
+    def _attempt_failed(self, job: J, exc: errors.AsyncMirrorError) -> None:
+        if isinstance(exc, errors.RetryableError):
+            n = self._attempts.get(id(job), 0) + 1
+            if n <= self.retries:
+                self._attempts[id(job)] = n
+                self.on_retry(job, exc, n)
+                self.queue.put_later(job, backoff(n))
+                return
+        self._attempts.pop(id(job), None)
+        self.on_failed(job, exc)
+        self.queue.finish()
+
+
+async def run_batch(
+    pool: Pool,
+    session: Session,
+    commands: Sequence[tuple[str, J]],
+    *,
+    retries: int,
+    on_reply: Callable[[J, Reply], None],
+) -> Session:
+    """Send ``commands`` pipelined in chunks, in order, on one session.
+
+    ``on_reply(key, reply)`` sees every reply (it decides what a 550 means).
+    A broken connection is replaced and the unanswered rest re-sent.
+    """
+    index = 0
+    failures = 0
+    while index < len(commands):
+        chunk = commands[index : index + BATCH]
+        try:
+            if session.broken:
+                pool.discard(session)
+                session = await pool.open_session(replacing=True)
+            await session.send(*(line for line, _ in chunk))
+            for _, key in chunk:
+                reply = await session.read_reply()
+                index += 1
+                on_reply(key, reply)
+        except errors.RetryableError:
+            failures += 1
+            if failures > retries:
+                raise
+            session.broken = True
+            await asyncio.sleep(backoff(failures))
+    return session
+
+
+def _first_fatal(group: BaseExceptionGroup) -> BaseException:  # type: ignore[type-arg]
+    """Unwrap a task group's failure: the first fatal error, else the first error."""
+    flat: list[BaseException] = []
+
+    def walk(g: BaseException) -> None:
+        if isinstance(g, BaseExceptionGroup):
+            for e in g.exceptions:
+                walk(e)
+        else:
+            flat.append(g)
+
+    walk(group)
+    for e in flat:
+        if isinstance(e, errors.FatalError):
+            return e
+    for e in flat:
+        if not isinstance(e, asyncio.CancelledError):
+            return e
+    return flat[0] if flat else group
+

@@ -1,0 +1,301 @@
+"""One logged-in FTPS control connection.
+
+Theory of operation
+-------------------
+A session is an :class:`aioftp.Client` used for what it does right -- open the
+control connection with a bounded connect, read the banner, hold the stream with
+per-read timeouts, upgrade it to TLS -- and driven by asyncmirror's own command
+and reply handling, which adds what real servers need and aioftp lacks:
+
+* ``AUTH TLS`` is the first command.  ``FEAT`` is never sent: the reference
+  shared host swallows a plaintext ``FEAT`` and the client would stall.  If
+  ``AUTH TLS`` is refused the session stops before ``USER``: credentials never
+  travel in clear.
+* ``PBSZ 0`` / ``PROT P`` / ``TYPE I`` go *after* the login, in one pipelined
+  write (some servers reject ``PBSZ`` before login; one round trip instead of
+  three).  ``TYPE I`` is set once per connection, not once per file.
+* Commands may be pipelined: :meth:`send` writes several lines at once and
+  :meth:`read_reply` reads their replies in order.  The scheduler uses that to
+  hide verification and ``MFMT`` round trips behind the next ``PASV``.
+* Every wait is bounded by ``timeout``; a timeout or a cut connection marks the
+  session broken so the pool replaces it.
+
+Data connections are in :mod:`asyncmirror.datachannel`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import aioftp
+
+from . import errors, transport
+from .replies import Reply, ReplyReader, mask_command, parse_epsv, parse_pasv, parse_pwd
+
+#: ``trace(direction, line)``: ``direction`` is ``"->"`` (sent) or ``"<-"`` (received).
+Trace = Callable[[str, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Where and how to log in.  ``password`` is excluded from ``repr``."""
+
+    host: str
+    port: int = 21
+    user: str = "anonymous"
+    password: str = field(default="", repr=False)
+    tls: transport.TLSPolicy = field(default_factory=transport.TLSPolicy)
+    timeout: float = 30.0
+    trace: Trace | None = field(default=None, repr=False, compare=False)
+
+
+class ServerQuirks:
+    """What the run learned about the server by trying, shared by all sessions.
+
+    FEAT is never used, so support for EPSV or MFMT is discovered by the first
+    session that tries it and remembered for the others.
+    """
+
+    def __init__(self) -> None:
+        self.epsv: bool | None = None
+        self.mlsd: bool | None = None
+        self.mtime_command: str | None = None  # "MFMT", "SITE UTIME" or "" (none works)
+        self.home: str | None = None
+
+
+class Session:
+    """A logged-in, TLS-protected control connection.  Open it with :meth:`open`."""
+
+    def __init__(self, config: ServerConfig, ctx: ssl.SSLContext, quirks: ServerQuirks) -> None:
+        self.config = config
+        self.quirks = quirks
+        self._ctx = ctx
+        self._client = aioftp.Client(
+            socket_timeout=config.timeout,
+            connection_timeout=config.timeout,
+            encoding="utf-8",
+        )
+        self._replies = ReplyReader()
+        self.broken = False
+        self.banner = ""
+
+    # --- opening ----------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls, config: ServerConfig, ctx: ssl.SSLContext, quirks: ServerQuirks
+    ) -> Session:
+        """Connect, ``AUTH TLS``, verify, log in, protect the data channel.
+
+        Raises :class:`~errors.ConnectError`, :class:`~errors.TLSRefusedError`,
+        :class:`~errors.CertificateError`, :class:`~errors.AuthError`,
+        :class:`~errors.TooManyConnectionsError` or a retryable error.
+        """
+        session = cls(config, ctx, quirks)
+        try:
+            await session._open()
+        except BaseException:
+            session.abort()
+            raise
+        return session
+
+    async def _open(self) -> None:
+        cfg = self.config
+        where = f"{cfg.host}:{cfg.port}"
+        with transport.translate_errors(f"connect to {where}", connecting=True):
+            try:
+                info = await self._client.connect(cfg.host, cfg.port)
+            except aioftp.StatusCodeError as exc:
+                code = str(exc.received_codes[0]) if exc.received_codes else "???"
+                self._raise_reply("connect", Reply(code, tuple(exc.info)))
+        self.banner = " ".join(info).strip()
+        self._trace("<-", f"220 {self.banner}")
+
+        reply = await self.command("AUTH TLS")
+        if reply.code != "234":
+            if reply.code == "421":
+                self._raise_reply("AUTH TLS", reply)
+            raise errors.TLSRefusedError(f"{where} refused AUTH TLS ({reply.code} {reply.text})")
+        with transport.translate_errors(f"TLS handshake with {where}", connecting=True):
+            await self._client.stream.start_tls(self._ctx, server_hostname=cfg.host)
+        transport.check_peer(self.writer, cfg.tls, cfg.host)
+
+        # Credentials only now, on the encrypted channel.
+        reply = await self.command(f"USER {cfg.user}")
+        if reply.code == "331":
+            reply = await self.command(f"PASS {cfg.password}")
+        if reply.code == "530":
+            raise errors.AuthError(f"{where} refused the login for user {cfg.user!r} ({reply.text})")
+        if reply.code not in ("230", "202"):
+            self._raise_reply("login", reply)
+
+        await self.send("PBSZ 0", "PROT P", "TYPE I")
+        for command in ("PBSZ 0", "PROT P", "TYPE I"):
+            reply = await self.read_reply()
+            if reply.code == "421":
+                self._raise_reply(command, reply)
+            if not reply.is_complete and command != "PBSZ 0":
+                raise errors.TLSError(
+                    f"{where} refused {command} ({reply.code} {reply.text})",
+                    hint="the server does not protect data connections with TLS",
+                )
+        if self.quirks.home is None:
+            reply = await self.command("PWD")
+            if reply.code == "257":
+                self.quirks.home = parse_pwd(reply.text)
+
+    # --- commands and replies ---------------------------------------------------
+
+    @property
+    def writer(self) -> asyncio.StreamWriter:
+        writer: asyncio.StreamWriter = self._client.stream.writer
+        return writer
+
+    @property
+    def peer_host(self) -> str:
+        """The address the control connection dialled (used instead of PASV's)."""
+        peer = self.writer.get_extra_info("peername")
+        return str(peer[0]) if peer else self.config.host
+
+    def data_tls_context(self) -> ssl.SSLContext:
+        return transport.session_context(self._ctx, self.writer)
+
+    async def send(self, *lines: str) -> None:
+        """Write one or more command lines in a single segment (pipelining)."""
+        for line in lines:
+            if "\r" in line or "\n" in line:
+                # A CR or LF would let a file name inject a second command.
+                raise errors.UsageError(f"refusing to send a command with CR/LF: {line[:40]!r}")
+            self._trace("->", mask_command(line))
+        data = "".join(f"{line}\r\n" for line in lines).encode("utf-8")
+        with self._guard(f"send {mask_command(lines[0]).split(' ')[0]}"):
+            await self._client.stream.write(data)
+
+    async def read_reply(self) -> Reply:
+        """Read one complete reply (all lines of a multi-line one)."""
+        with self._guard("read reply"):
+            while True:
+                raw = await self._client.stream.readline()
+                if not raw:
+                    raise errors.NetworkError(
+                        f"{self.config.host} closed the control connection"
+                    )
+                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                self._trace("<-", line)
+                reply = self._replies.feed_line(line)
+                if reply is not None:
+                    return reply
+
+    async def command(self, line: str) -> Reply:
+        """Send one command and return its final (non-1xx) reply."""
+        await self.send(line)
+        reply = await self.read_reply()
+        while reply.is_preliminary:
+            reply = await self.read_reply()
+        return reply
+
+    async def expect(self, line: str, *codes: str) -> Reply:
+        """Send ``line``; raise the classified error unless the reply code starts with one of ``codes``."""
+        reply = await self.command(line)
+        self.check(line, reply, *codes)
+        return reply
+
+    def check(self, line: str, reply: Reply, *codes: str) -> None:
+        if not any(reply.code.startswith(c) for c in codes or ("2",)):
+            self._raise_reply(mask_command(line), reply)
+
+    def _raise_reply(self, command: str, reply: Reply) -> None:
+        if reply.code == "421":
+            self.broken = True
+            raise errors.TooManyConnectionsError(command, reply.code, reply.text)
+        if reply.is_transient:
+            raise errors.TransientReplyError(command, reply.code, reply.text)
+        if reply.is_permanent:
+            raise errors.PermanentReplyError(command, reply.code, reply.text)
+        self.broken = True
+        raise errors.ProtocolError(f"{command}: unexpected reply {reply.code} {reply.text}")
+
+    # --- passive mode -----------------------------------------------------------
+
+    async def send_passive(self) -> None:
+        await self.send("PASV" if self.quirks.epsv is False else "EPSV")
+
+    async def read_passive(self) -> tuple[str, int]:
+        """Read the reply to :meth:`send_passive`; fall back from EPSV to PASV once."""
+        reply = await self.read_reply()
+        if self.quirks.epsv is not False and reply.code != "229":
+            if reply.is_permanent:
+                self.quirks.epsv = False  # remembered for every session of the run
+                reply = await self.command("PASV")
+            else:
+                self.check("EPSV", reply, "229")
+        if reply.code == "229":
+            self.quirks.epsv = True
+            return self.peer_host, parse_epsv(reply.text)
+        self.check("PASV", reply, "227")
+        _, port = parse_pasv(reply.text)
+        # The address in a PASV reply is often private or wrong behind NAT; the
+        # address we already reach the server at is the one that works.
+        return self.peer_host, port
+
+    async def passive(self) -> tuple[str, int]:
+        await self.send_passive()
+        return await self.read_passive()
+
+    # --- closing ----------------------------------------------------------------
+
+    async def quit(self) -> None:
+        """Say goodbye politely (bounded); never raises."""
+        if not self.broken:
+            try:
+                async with asyncio.timeout(min(self.config.timeout, 5.0)):
+                    await self.send("QUIT")
+                    await self.read_reply()
+            except (errors.AsyncMirrorError, TimeoutError):
+                pass
+        self.abort()
+
+    def abort(self) -> None:
+        self.broken = True
+        stream = self._client._stream
+        transport.abort(stream.writer if stream is not None else None)
+
+    # --- internals --------------------------------------------------------------
+
+    def _guard(self, what: str) -> _Guard:
+        return _Guard(self, f"{what} ({self.config.host})")
+
+    def _trace(self, direction: str, line: str) -> None:
+        if self.config.trace is not None:
+            self.config.trace(direction, line)
+
+
+class _Guard:
+    """translate_errors() that also marks the session broken on network failures."""
+
+    def __init__(self, session: Session, what: str) -> None:
+        self._session = session
+        self._cm = transport.translate_errors(what)
+
+    def __enter__(self) -> None:
+        self._cm.__enter__()
+
+    def __exit__(self, *exc_info: object) -> bool:
+        try:
+            return bool(self._cm.__exit__(*exc_info))  # type: ignore[arg-type]
+        except errors.RetryableError as exc:
+            if exc.broken_session:
+                self._session.broken = True
+            raise
+
+
+def mtime_commands(quirks: ServerQuirks, path: str, stamp: str) -> Sequence[str]:
+    """The command that sets ``path``'s modification time, if the server has one."""
+    if quirks.mtime_command == "MFMT":
+        return (f"MFMT {stamp} {path}",)
+    if quirks.mtime_command == "SITE UTIME":
+        return (f"SITE UTIME {path} {stamp} {stamp} {stamp} UTC",)
+    return ()
