@@ -1,0 +1,279 @@
+"""Directory-listing lines (MLSD or LIST) -> :class:`~asyncmirror.entries.ListedEntry`.
+
+Pure functions: the caller passes the lines, the current time and the server's
+time zone; nothing here reads the clock, the locale or the network.
+
+Every name that comes out has passed :func:`is_safe_name`.  Names come from the
+server and are later joined into paths that we delete and overwrite, so a name
+like ``..`` or ``a/../../b`` must never get through: such entries are dropped,
+as if the server had not listed them.
+
+Lines that cannot be parsed are dropped too (``None``), never guessed at: a
+listing is advisory (a missing entry only costs a re-upload), while a wrongly
+parsed name or kind could make us touch the wrong file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Literal
+
+from asyncmirror.entries import Kind, ListedEntry
+from asyncmirror.errors import ProtocolError
+from asyncmirror.replies import parse_mdtm
+
+__all__ = ["is_safe_name", "parse_list_line", "parse_listing", "parse_mlsd_line"]
+
+# Control characters (C0, DEL and C1: Unicode category Cc) could forge log lines
+# or terminal output (0x9b is a one-byte CSI), and a NUL or a newline can cut a
+# path or a command line short.
+_UNSAFE_CHARS_RE = re.compile(r"[\x00-\x1f\x7f-\x9f/\\]")
+
+
+def is_safe_name(name: str) -> bool:
+    """True if ``name`` is a plain name inside its directory.
+
+    Rejected: empty, ``.``, ``..``, any ``/``, any control character (C0, DEL,
+    C1), and any backslash -- a Windows server treats ``\\`` as a separator, so
+    ``a\\..\\..\\b`` could escape there.
+    """
+    if name in ("", ".", ".."):
+        return False
+    return _UNSAFE_CHARS_RE.search(name) is None
+
+
+def _strip_eol(line: str) -> str:
+    # Only the line terminator: spaces at either end may be part of a name.
+    return line.rstrip("\r\n")
+
+
+# --- MLSD (RFC 3659) ---------------------------------------------------------------
+
+
+def _mlsd_kind(facts: dict[str, str]) -> Kind | None:
+    """The kind from the facts; None for the ``cdir``/``pdir`` entries we skip."""
+    kind = facts.get("type", "").lower()
+    if kind in ("cdir", "pdir"):
+        return None
+    # Symlinks have no standard type; servers write type=OS.unix=slink:/target,
+    # type=OS.unix=symlink, or a separate OS.unix=symlink fact.  Checked before
+    # "file"/"dir": a link must never be mistaken for what it points to, since
+    # we would then overwrite or delete through it.
+    if kind.startswith(("os.unix=slink", "os.unix=symlink")) or kind in ("link", "symlink"):
+        return Kind.LINK
+    if facts.get("os.unix", "").lower().startswith(("slink", "symlink")):
+        return Kind.LINK
+    if kind == "file":
+        return Kind.FILE
+    if kind == "dir":
+        return Kind.DIR
+    return Kind.OTHER
+
+
+def parse_mlsd_line(line: str) -> ListedEntry | None:
+    """One ``MLSD`` line (``fact=value;...; name``) -> an entry, or None to skip it."""
+    line = _strip_eol(line)
+    # The facts end with ";" and ONE space starts the name.  Splitting on the
+    # first "; " (not the first space) keeps names with spaces or semicolons
+    # intact and survives fact values with spaces in them (owner names).  A
+    # line with no facts at all starts with the space.
+    if line.startswith(" "):
+        facts_text, name = "", line[1:]
+    else:
+        facts_text, sep, name = line.partition("; ")
+        if not sep:
+            return None
+    if not is_safe_name(name):
+        return None
+
+    facts: dict[str, str] = {}
+    for fact in facts_text.split(";"):
+        key, eq, value = fact.partition("=")
+        if eq:
+            facts[key.strip().lower()] = value  # fact names are case-insensitive
+
+    kind = _mlsd_kind(facts)
+    if kind is None:
+        return None
+
+    size: int | None = None
+    if kind in (Kind.FILE, Kind.DIR):  # a link's or device's size says nothing useful
+        raw_size = facts.get("size", facts.get("sizd", ""))
+        if raw_size.isascii() and raw_size.isdigit():
+            size = int(raw_size)
+
+    mtime: float | None = None
+    precision = 1.0  # whole seconds unless the server sends a fraction
+    modify = facts.get("modify")
+    if modify is not None:
+        try:
+            mtime = parse_mdtm(modify)
+        except ProtocolError:
+            mtime = None  # keep the entry: a bad time only means "compare by size"
+        else:
+            _, dot, fraction = modify.strip().partition(".")
+            if dot and fraction:
+                precision = 10.0 ** -len(fraction)
+    return ListedEntry(name=name, kind=kind, size=size, mtime=mtime, precision=precision)
+
+
+# --- LIST: Unix "ls -l" style ------------------------------------------------------
+
+# Fixed English tables: servers print C-locale month names, and the process
+# locale must not be changed to parse them.
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
+        start=1,
+    )
+}
+_MONTH_ALT = "|".join(_MONTHS)
+
+# Anchored on what every variant shares: the mode at the start, and
+# "size month day time-or-year" right before the name.  The columns between
+# (link count, owner, group: any of them may be missing or numeric) are skipped
+# lazily, so the first date in the line wins and the name may contain anything,
+# even text that looks like a date.
+_UNIX_RE = re.compile(
+    r"(?P<type>[-a-zA-Z?])[-a-zA-Z?]{9}[+.@]?"  # mode, with ACL/SELinux/xattr marker
+    r"\s+(?:.*?\s+)?"  # link count, owner, group
+    r"(?P<size>[0-9]+,\s*[0-9]+|[0-9]+)"  # size, or "major, minor" for devices
+    rf"\s+(?P<month>{_MONTH_ALT})\s+(?P<day>[0-9]{{1,2}})"
+    r"\s+(?:(?P<hour>[0-9]{1,2}):(?P<minute>[0-9]{2})|(?P<year>[0-9]{4}))"
+    r" (?P<name>.+)",  # exactly one space: more would be part of the name
+    # DOTALL and fullmatch: a stray newline stays in the name (and gets it
+    # rejected) instead of silently cutting the name short.
+    re.IGNORECASE | re.ASCII | re.DOTALL,
+)
+
+_UNIX_KINDS = {"-": Kind.FILE, "d": Kind.DIR, "l": Kind.LINK}
+
+# ls prints "HH:MM" instead of the year for recent entries.  A timestamp up to a
+# day ahead of our clock is still "this year": server clocks and zone settings
+# are often off by hours.
+_FUTURE_SLACK = timedelta(days=1)
+
+
+def _infer_year(month: int, day: int, hour: int, minute: int, now: datetime, tz: tzinfo) -> float:
+    """Epoch seconds of the most recent month/day/time not past ``now`` + slack."""
+    limit = now + _FUTURE_SLACK
+    # Start a year ahead (near New Year the server's local date may already be
+    # in the next year) and go back far enough to find a Feb 29.
+    this_year = now.astimezone(tz).year
+    for year in range(this_year + 1, this_year - 9, -1):
+        try:
+            moment = datetime(year, month, day, hour, minute, tzinfo=tz)
+        except ValueError:  # Feb 29 in a common year
+            continue
+        if moment <= limit:
+            return moment.timestamp()
+    raise ValueError(f"no year has {month:02d}-{day:02d}")
+
+
+def _parse_unix(line: str, now: datetime, tz: tzinfo) -> ListedEntry | None:
+    match = _UNIX_RE.fullmatch(line)
+    if match is None:
+        return None
+    kind = _UNIX_KINDS.get(match["type"].lower(), Kind.OTHER)
+    name = match["name"]
+    if kind is Kind.LINK:
+        # "name -> target": ls has no escaping, so the first arrow is the best guess.
+        name = name.partition(" -> ")[0]
+    if not is_safe_name(name):
+        return None
+
+    size = (
+        int(match["size"]) if kind in (Kind.FILE, Kind.DIR) and "," not in match["size"] else None
+    )
+    month = _MONTHS[match["month"].lower()]
+    day = int(match["day"])
+    try:
+        if match["year"] is not None:
+            mtime = datetime(int(match["year"]), month, day, tzinfo=tz).timestamp()
+            precision = 86400.0
+        else:
+            hour, minute = int(match["hour"]), int(match["minute"])
+            mtime = _infer_year(month, day, hour, minute, now, tz)
+            precision = 60.0
+    except (ValueError, OverflowError):  # "Feb 30", "25:00": not a real listing line
+        return None
+    return ListedEntry(name=name, kind=kind, size=size, mtime=mtime, precision=precision)
+
+
+# --- LIST: DOS / IIS style ---------------------------------------------------------
+
+# "01-05-24  12:34PM       1234 name" or "... <DIR>          name".  IIS can also
+# be set to four-digit years and a 24-hour clock.
+_DOS_RE = re.compile(
+    r"(?P<month>[0-9]{1,2})[-/](?P<day>[0-9]{1,2})[-/](?P<year>[0-9]{4}|[0-9]{2})"
+    r"\s+(?P<hour>[0-9]{1,2}):(?P<minute>[0-9]{2})\s*(?P<ampm>[AP]M)?"
+    r"\s+(?:(?P<dir><DIR>)|(?P<size>[0-9]+))"
+    r"\s+(?P<name>.+)",  # Windows names cannot usefully start with a space
+    re.IGNORECASE | re.ASCII | re.DOTALL,
+)
+
+
+def _parse_dos(line: str, tz: tzinfo) -> ListedEntry | None:
+    match = _DOS_RE.fullmatch(line)
+    if match is None:
+        return None
+    name = match["name"]
+    if not is_safe_name(name):
+        return None
+    year = int(match["year"])
+    if len(match["year"]) == 2:
+        year += 2000 if year < 69 else 1900  # the POSIX %y pivot
+    hour, minute = int(match["hour"]), int(match["minute"])
+    ampm = (match["ampm"] or "").upper()
+    if ampm:
+        if not 1 <= hour <= 12:
+            return None
+        hour = hour % 12 + (12 if ampm == "PM" else 0)
+    try:
+        mtime = datetime(year, int(match["month"]), int(match["day"]), hour, minute, tzinfo=tz)
+    except ValueError:
+        return None
+    if match["dir"] is not None:
+        return ListedEntry(
+            name=name, kind=Kind.DIR, size=None, mtime=mtime.timestamp(), precision=60.0
+        )
+    return ListedEntry(
+        name=name, kind=Kind.FILE, size=int(match["size"]), mtime=mtime.timestamp(), precision=60.0
+    )
+
+
+def parse_list_line(line: str, *, now: datetime, tz: tzinfo) -> ListedEntry | None:
+    """One ``LIST`` line (Unix ``ls -l`` or DOS/IIS style) -> an entry, or None to skip it.
+
+    Times in LIST are the server's local time: ``tz`` is that zone.  ``now``
+    (aware; naive is taken as UTC) decides the year of recent entries, which
+    ``ls`` prints without one.
+    """
+    line = _strip_eol(line)
+    if now.tzinfo is None or now.utcoffset() is None:
+        now = now.replace(tzinfo=UTC)
+    if line[:1].isdigit():
+        return _parse_dos(line, tz)
+    if line.lower().startswith("total"):  # "total 12": the block count, not an entry
+        return None
+    return _parse_unix(line, now, tz)
+
+
+def parse_listing(
+    lines: Iterable[str],
+    *,
+    fmt: Literal["mlsd", "list"],
+    now: datetime,
+    tz: tzinfo,
+) -> list[ListedEntry]:
+    """Parse a whole listing; skipped lines (headers, ``.``/``..``, garbage) are left out."""
+    if fmt == "mlsd":
+        parsed = (parse_mlsd_line(line) for line in lines)
+    elif fmt == "list":
+        parsed = (parse_list_line(line, now=now, tz=tz) for line in lines)
+    else:
+        raise ValueError(f"unknown listing format {fmt!r}")
+    return [entry for entry in parsed if entry is not None]
