@@ -61,48 +61,96 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("src", metavar="SRC", help="local directory to upload")
     p.add_argument("dst", metavar="DST", help="remote directory, or ftps://user@host:port/path")
-    p.add_argument("-j", "--jobs", "-P", "--parallel", type=int, default=8, metavar="N",
-                   help="parallel connections (default 8)")
+    p.add_argument(
+        "-j",
+        "--jobs",
+        "-P",
+        "--parallel",
+        type=int,
+        default=8,
+        metavar="N",
+        help="parallel connections (default 8)",
+    )
     g = p.add_argument_group("selecting files (lftp mirror compatible, applied in order)")
     g.add_argument("-X", "--exclude-glob", action=_OrderedRule, metavar="GLOB")
     g.add_argument("-I", "--include-glob", action=_OrderedRule, metavar="GLOB")
     g.add_argument("-x", "--exclude", action=_OrderedRule, metavar="REGEX")
     g.add_argument("-i", "--include", action=_OrderedRule, metavar="REGEX")
     g = p.add_argument_group("what to do")
-    g.add_argument("-R", "--reverse", action="store_true",
-                   help="accepted for lftp compatibility (asyncmirror always uploads)")
-    g.add_argument("-n", "--only-newer", dest="only_newer", action="store_true", default=True,
-                   help="upload only files newer than the server's (default)")
-    g.add_argument("--no-only-newer", dest="only_newer", action="store_false",
-                   help="also replace remote files that are newer but differ in time")
+    g.add_argument(
+        "-R",
+        "--reverse",
+        action="store_true",
+        help="accepted for lftp compatibility (asyncmirror always uploads)",
+    )
+    g.add_argument(
+        "-n",
+        "--only-newer",
+        dest="only_newer",
+        action="store_true",
+        default=True,
+        help="upload only files newer than the server's (default)",
+    )
+    g.add_argument(
+        "--no-only-newer",
+        dest="only_newer",
+        action="store_false",
+        help="also replace remote files that are newer but differ in time",
+    )
     g.add_argument("--delete", action="store_true", help="delete remote files absent locally")
     g.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    g.add_argument("--atomic", action="store_true",
-                   help="upload to a temporary name and rename into place")
-    g.add_argument("--no-set-mtime", dest="set_mtime", action="store_false",
-                   help="do not set remote modification times (MFMT / SITE UTIME)")
+    g.add_argument(
+        "--atomic", action="store_true", help="upload to a temporary name and rename into place"
+    )
+    g.add_argument(
+        "--no-set-mtime",
+        dest="set_mtime",
+        action="store_false",
+        help="do not set remote modification times (MFMT / SITE UTIME)",
+    )
     g = p.add_argument_group("server and security")
     g.add_argument("--host", help="server host (default: FTP_SERVER)")
     g.add_argument("--port", type=int, help="server port (default 21)")
     g.add_argument("--user", help="user name (default: FTP_USERNAME)")
     g.add_argument("--ca-file", metavar="PATH", help="trust this CA or self-signed certificate")
-    g.add_argument("--fingerprint", metavar="SHA256:HEX",
-                   help="pin the server certificate (default: FTP_FINGERPRINT)")
-    g.add_argument("--insecure", action="store_true",
-                   help="do not verify the server certificate (unsafe)")
-    g.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
-                   help="bound on every network wait (default 30)")
+    g.add_argument(
+        "--fingerprint",
+        metavar="SHA256:HEX",
+        help="pin the server certificate (default: FTP_FINGERPRINT)",
+    )
+    g.add_argument(
+        "--insecure", action="store_true", help="do not verify the server certificate (unsafe)"
+    )
+    g.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="bound on every network wait (default 30)",
+    )
     g.add_argument("--deadline", type=float, metavar="SECONDS", help="bound on the whole run")
     g.add_argument("--retries", type=int, default=5, help="attempts per file after the first")
-    g.add_argument("--remote-timezone", metavar="TZ", default="UTC",
-                   help="time zone of LIST times on servers without MLSD (e.g. Asia/Tokyo)")
+    g.add_argument(
+        "--remote-timezone",
+        metavar="TZ",
+        default="UTC",
+        help="time zone of LIST times on servers without MLSD (e.g. Asia/Tokyo)",
+    )
     g = p.add_argument_group("output")
-    g.add_argument("-v", "--verbose", action="count", default=0,
-                   help="print each action (like lftp --verbose); twice for retries")
+    g.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="print each action (like lftp --verbose); twice for retries",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--json", action="store_true", help="print the report (or plan) as JSON")
-    g.add_argument("--debug", action="store_true",
-                   help="print the protocol exchange (password masked) and tracebacks")
+    g.add_argument(
+        "--debug",
+        action="store_true",
+        help="print the protocol exchange (password masked) and tracebacks",
+    )
     return p
 
 
@@ -115,12 +163,12 @@ class Target:
     path: str
 
     def __repr__(self) -> str:  # never show the password
-        return f"Target(host={self.host!r}, port={self.port}, user={self.user!r}, path={self.path!r})"
+        return (
+            f"Target(host={self.host!r}, port={self.port}, user={self.user!r}, path={self.path!r})"
+        )
 
 
-def resolve_target(
-    args: argparse.Namespace, env: dict[str, str], *, stdin_tty: bool
-) -> Target:
+def resolve_target(args: argparse.Namespace, env: dict[str, str], *, stdin_tty: bool) -> Target:
     """Work out host, port, user, password and remote path from every source."""
     path = args.dst
     url_user = url_host = None
@@ -128,11 +176,15 @@ def resolve_target(
     if "://" in args.dst:
         parts = urlsplit(args.dst)
         if parts.scheme not in ("ftps", "ftp", "ftpes"):
-            raise errors.UsageError(f"DST scheme {parts.scheme!r} is not supported",
-                                    hint="use ftps://user@host:port/path or a plain path")
+            raise errors.UsageError(
+                f"DST scheme {parts.scheme!r} is not supported",
+                hint="use ftps://user@host:port/path or a plain path",
+            )
         if parts.password:
-            raise errors.UsageError("a password in DST is not accepted (it would show in the process list)",
-                                    hint="set FTP_PASSWORD or use ~/.netrc")
+            raise errors.UsageError(
+                "a password in DST is not accepted (it would show in the process list)",
+                hint="set FTP_PASSWORD or use ~/.netrc",
+            )
         url_user = unquote(parts.username) if parts.username else None
         url_host = parts.hostname
         try:
@@ -150,10 +202,13 @@ def resolve_target(
             try:
                 port = port or int(env_port)
             except ValueError:
-                raise errors.UsageError(f"FTP_SERVER={server!r}: the port is not a number") from None
+                raise errors.UsageError(
+                    f"FTP_SERVER={server!r}: the port is not a number"
+                ) from None
     if not host:
-        raise errors.UsageError("no server given",
-                                hint="set FTP_SERVER=host[:port], or use --host or an ftps:// DST")
+        raise errors.UsageError(
+            "no server given", hint="set FTP_SERVER=host[:port], or use --host or an ftps:// DST"
+        )
     port = port or 21
     if not 0 < port < 65536:
         raise errors.UsageError(f"port {port} is out of range")
@@ -170,8 +225,10 @@ def resolve_target(
         raise errors.UsageError("no user name given", hint="set FTP_USERNAME or use --user")
     if password is None:
         if not stdin_tty:
-            raise errors.UsageError("no password given",
-                                    hint="set FTP_PASSWORD, add the host to ~/.netrc, or run on a terminal")
+            raise errors.UsageError(
+                "no password given",
+                hint="set FTP_PASSWORD, add the host to ~/.netrc, or run on a terminal",
+            )
         password = getpass.getpass(f"Password for {user}@{host}: ")
     return Target(host, port, user, password, path)
 
@@ -196,8 +253,9 @@ def _timezone(name: str) -> tzinfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise errors.UsageError(f"unknown time zone {name!r}",
-                                hint="use an IANA name such as Asia/Tokyo") from None
+        raise errors.UsageError(
+            f"unknown time zone {name!r}", hint="use an IANA name such as Asia/Tokyo"
+        ) from None
 
 
 def _rules(args: argparse.Namespace) -> list[Rule]:
@@ -218,8 +276,10 @@ def _make_trace(stream: TextIO) -> Any:
 async def run(args: argparse.Namespace, target: Target, events: Events, stream: TextIO) -> Report:
     fingerprint = args.fingerprint or os.environ.get("FTP_FINGERPRINT") or None
     if args.insecure and not fingerprint:
-        events.note("warning: --insecure: the server's certificate is not checked; "
-                    "anyone on the path can read your password")
+        events.note(
+            "warning: --insecure: the server's certificate is not checked; "
+            "anyone on the path can read your password"
+        )
     return await mirror(
         args.src,
         target.path,
@@ -261,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["demo"]:
         from .demo import main as demo_main
 
-        return demo_main(argv[1:])
+        return int(demo_main(argv[1:]))
     stderr = sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)  # argparse exits 2 with a usage line on bad options
@@ -272,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             verbose=args.verbose,
             bars=not args.no_progress and not args.json and stderr.isatty(),
         )
-        report = run_async(run(args, target, events, stderr))
+        report: Report = run_async(run(args, target, events, stderr))
     except errors.AsyncMirrorError as exc:
         if args.debug:
             traceback.print_exc(file=stderr)
@@ -284,14 +344,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: still one line unless --debug
         if args.debug:
             traceback.print_exc(file=stderr)
-        print(f"asyncmirror: internal error: {type(exc).__name__}: {exc} (run with --debug)", file=stderr)
+        print(
+            f"asyncmirror: internal error: {type(exc).__name__}: {exc} (run with --debug)",
+            file=stderr,
+        )
         return EXIT_FATAL
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     for failure in report.failed:
         print(f"asyncmirror: failed: {failure.path}: {failure.error}", file=stderr)
-    print(("asyncmirror: dry run: " if report.dry_run else "asyncmirror: ") + report.summary(),
-          file=stderr)
+    print(
+        ("asyncmirror: dry run: " if report.dry_run else "asyncmirror: ") + report.summary(),
+        file=stderr,
+    )
     return report.exit_code
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ CHUNK = 256 * 1024
 class DataStats:
     bytes: int = 0
     reused: bool = False
+    sha256: str = ""
 
 
 @contextlib.asynccontextmanager
@@ -70,9 +72,7 @@ async def _open(
     data_task = asyncio.ensure_future(connect())
     writer: asyncio.StreamWriter | None = None
     try:
-        done, _ = await asyncio.wait(
-            {reply_task, data_task}, return_when=asyncio.FIRST_COMPLETED
-        )
+        done, _ = await asyncio.wait({reply_task, data_task}, return_when=asyncio.FIRST_COMPLETED)
         if reply_task in done:
             reply = reply_task.result()  # a lost control connection raises here
             if not reply.is_preliminary:
@@ -84,11 +84,11 @@ async def _open(
         except errors.AsyncMirrorError as data_error:
             # The server explains a failed data connection on the control
             # connection (e.g. 425); prefer its words, and keep the replies in step.
-            reply = await _settle(reply_task)
-            if reply is not None and reply.is_preliminary:
-                reply = await _next_final(session)
-            if reply is not None and not reply.is_complete:
-                session.check(command, reply, "2")
+            explained = await _settle(reply_task)
+            if explained is not None and explained.is_preliminary:
+                explained = await _next_final(session)
+            if explained is not None and not explained.is_complete:
+                session.check(command, explained, "2")
             session.broken = True
             raise data_error from None
         reply = await reply_task
@@ -137,18 +137,33 @@ async def _finish(session: Session, command: str, writer: asyncio.StreamWriter) 
 
 
 async def upload(
-    session: Session, remote_path: str, local_path: str, address: tuple[str, int]
+    session: Session, remote_path: str, source: str | bytes, address: tuple[str, int]
 ) -> DataStats:
-    """``STOR`` the local file to ``remote_path``; returns the bytes sent.
+    """``STOR`` a local file (``source`` is its path) or in-memory bytes to ``remote_path``.
 
-    The file is read as it is at upload time.  The caller verifies the size on
-    the server afterwards.
+    The file is read as it is at upload time and hashed on the way (SHA-256,
+    for the state file).  If it changes while it is being read, the upload is
+    reported as a retryable :class:`~errors.VerifyError` and sent again.
+    The caller verifies the size on the server afterwards.
     """
     command = f"STOR {remote_path}"
+    digest = hashlib.sha256()
+    if isinstance(source, bytes):
+        async with _open(session, command, address) as (_, writer, stats):
+            with transport.translate_errors(f"upload {remote_path}"):
+                writer.write(source)
+                stats.bytes = len(source)
+                async with asyncio.timeout(session.config.timeout):
+                    await writer.drain()
+            await _finish(session, command, writer)
+        digest.update(source)
+        stats.sha256 = digest.hexdigest()
+        return stats
     try:
-        fd = os.open(local_path, os.O_RDONLY)
+        fd = os.open(source, os.O_RDONLY)
+        before = os.fstat(fd)
     except OSError as exc:
-        raise errors.LocalFileError(f"cannot read {local_path}: {exc.strerror}") from None
+        raise errors.LocalFileError(f"cannot read {source}: {exc.strerror}") from None
     try:
         async with _open(session, command, address) as (_, writer, stats):
             with transport.translate_errors(f"upload {remote_path}"):
@@ -157,17 +172,29 @@ async def upload(
                         chunk = os.read(fd, CHUNK)
                     except OSError as exc:
                         raise errors.LocalFileError(
-                            f"cannot read {local_path}: {exc.strerror}"
+                            f"cannot read {source}: {exc.strerror}"
                         ) from None
                     if not chunk:
                         break
                     writer.write(chunk)
+                    digest.update(chunk)
                     stats.bytes += len(chunk)
                     async with asyncio.timeout(session.config.timeout):
                         await writer.drain()
             await _finish(session, command, writer)
+        try:
+            after: os.stat_result | None = os.stat(source)
+        except OSError:
+            after = None  # deleted meanwhile: also a change
     finally:
         os.close(fd)
+    if (
+        after is None
+        or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns)
+        or stats.bytes != after.st_size
+    ):
+        raise errors.VerifyError(f"{source} changed while it was being uploaded")
+    stats.sha256 = digest.hexdigest()
     return stats
 
 

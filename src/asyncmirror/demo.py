@@ -29,8 +29,13 @@ from .progress import ConsoleEvents
 def make_sample_tree(root: Path, files: int, *, seed: int = 7) -> None:
     """A small website: pages, styles, scripts, images, a dotfile the rules leave out."""
     rng = random.Random(seed)
-    kinds = [("", ".html", 4_000), ("css", ".css", 8_000), ("js", ".js", 20_000),
-             ("img", ".png", 60_000), ("blog/2026", ".html", 6_000)]
+    kinds = [
+        ("", ".html", 4_000),
+        ("css", ".css", 8_000),
+        ("js", ".js", 20_000),
+        ("img", ".png", 60_000),
+        ("blog/2026", ".html", 6_000),
+    ]
     for i in range(files):
         sub, ext, size = kinds[i % len(kinds)]
         d = root / sub
@@ -74,12 +79,17 @@ class _Server:
         Handler.passive_ports = None
         import logging
 
-        logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
+        # pyftpdlib configures its own chatty logging unless a handler exists.
+        quiet = logging.getLogger("pyftpdlib")
+        if not quiet.handlers:
+            quiet.addHandler(logging.NullHandler())
+        quiet.propagate = False
         self.server: Any = FTPServer(("127.0.0.1", 0), Handler)
         self.server.max_cons = 64
         self.port: int = self.server.socket.getsockname()[1]
-        self.thread = threading.Thread(target=self.server.serve_forever,
-                                       kwargs={"timeout": 0.2, "blocking": True}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"timeout": 0.2, "blocking": True}, daemon=True
+        )
         self.thread.start()
 
     def stop(self) -> None:
@@ -101,8 +111,9 @@ def _same_bytes(src: Path, dst: Path) -> tuple[int, list[str]]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="asyncmirror demo",
-                                     description="Mirror a sample tree to an embedded FTPS server.")
+    parser = argparse.ArgumentParser(
+        prog="asyncmirror demo", description="Mirror a sample tree to an embedded FTPS server."
+    )
     parser.add_argument("--files", type=int, default=200, help="files in the sample tree")
     parser.add_argument("-j", "--jobs", type=int, default=8)
     parser.add_argument("--no-progress", action="store_true")
@@ -123,8 +134,11 @@ def _demo(args: argparse.Namespace) -> int:
     password = secrets.token_urlsafe(12)
     server = _Server(home, password)
     out = sys.stderr
-    print(f"asyncmirror demo: FTPS server on 127.0.0.1:{server.port} (TLS required), "
-          f"sample tree of {args.files} files in {src}", file=out)
+    print(
+        f"asyncmirror demo: FTPS server on 127.0.0.1:{server.port} (TLS required), "
+        f"sample tree of {args.files} files in {src}",
+        file=out,
+    )
     try:
         code = 0
         for title, change in (("first upload", False), ("after changing 3 files", True)):
@@ -133,20 +147,33 @@ def _demo(args: argparse.Namespace) -> int:
                     (src / name).write_bytes(os.urandom(1234))
                     os.utime(src / name)  # make sure they are newer than on the server
             print(f"\n== mirror -X '.*' -X '.*/' ({title}) ==", file=out)
-            events = ConsoleEvents(stream=out, verbose=1 if change else 0,
-                                   bars=not args.no_progress and out.isatty())
-            report = run_async(mirror(
-                str(src), "www", host="127.0.0.1", port=server.port, user="demo",
-                password=password, jobs=args.jobs, exclude=(".*", ".*/"),
-                ca_file=server.ca_file, events=events,
-            ))
+            events = ConsoleEvents(
+                stream=out, verbose=1 if change else 0, bars=not args.no_progress and out.isatty()
+            )
+            report = run_async(
+                mirror(
+                    str(src),
+                    "www",
+                    host="127.0.0.1",
+                    port=server.port,
+                    user="demo",
+                    password=password,
+                    jobs=args.jobs,
+                    exclude=(".*", ".*/"),
+                    ca_file=server.ca_file,
+                    events=events,
+                )
+            )
             print("asyncmirror: " + report.summary(), file=out)
             code = max(code, report.exit_code)
         checked, bad = _same_bytes(src, home / "www")
         dot = (home / "www" / ".env").exists()
-        print(f"\nchecked {checked} files on the server: "
-              f"{'all byte-identical' if not bad else f'{len(bad)} differ'}; "
-              f"dotfile {'uploaded (wrong!)' if dot else 'left out'}", file=out)
+        print(
+            f"\nchecked {checked} files on the server: "
+            f"{'all byte-identical' if not bad else f'{len(bad)} differ'}; "
+            f"dotfile {'uploaded (wrong!)' if dot else 'left out'}",
+            file=out,
+        )
         return code if not bad and not dot else 1
     finally:
         server.stop()

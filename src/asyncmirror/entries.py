@@ -8,10 +8,10 @@ The tree root itself is ``""``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     FILE = "file"
     DIR = "dir"
     LINK = "link"  # a remote symlink whose target kind is unknown

@@ -84,7 +84,9 @@ class CertificateError(TLSError):
 class TLSRefusedError(TLSError):
     """The server refused ``AUTH TLS``; no credentials were sent."""
 
-    hint = "the server does not offer explicit FTPS (AUTH TLS); asyncmirror never logs in without TLS"
+    hint = (
+        "the server does not offer explicit FTPS (AUTH TLS); asyncmirror never logs in without TLS"
+    )
 
 
 class AuthError(FatalError):

@@ -10,26 +10,30 @@ what is gone -- only when every upload succeeded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import os
 import posixpath
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, tzinfo
 
 import anyio
 
 from . import datachannel, errors, local, remote
-from .entries import LocalTree
-from .filters import FilterSet, Rule
+from . import state as state_mod
+from .entries import LocalFile, LocalTree, RemoteTree
+from .filters import TEMP_PREFIX, FilterSet, Rule
 from .planner import Plan, PlanOptions, Upload, make_plan
-from .pool import Pool
+from .pool import Pool, backoff
 from .replies import Reply, format_mfmt, parse_size
 from .report import Events, Failure, Report
 from .scheduler import Deferred, Workers, run_batch
 from .session import ServerConfig, Session, Trace
+from .state import STATE_NAME, StateEntry
 from .transport import TLSPolicy
-
-TEMP_PREFIX = ".asyncmirror-tmp-"
 
 
 async def mirror(
@@ -57,6 +61,9 @@ async def mirror(
     timeout: float = 30.0,
     deadline: float | None = None,
     retries: int = 5,
+    max_delete: int | None = None,
+    state: bool = True,
+    state_file: str | None = None,
     remote_timezone: tzinfo = UTC,
     events: Events | None = None,
     trace: Trace | None = None,
@@ -77,6 +84,7 @@ async def mirror(
     TLS, login); ``deadline`` seconds bound the whole run
     (:class:`~errors.TimeoutExpired`).
     """
+    _check_src(src)  # before any connection: a typo in SRC should not cost a login
     if rules is None:
         rules = _rules_from(exclude, include, exclude_regex, include_regex)
     filters = FilterSet.from_rules(rules)
@@ -100,6 +108,9 @@ async def mirror(
         atomic=atomic,
         set_mtime=set_mtime,
         retries=retries,
+        max_delete=max_delete,
+        state=state,
+        state_file=state_file,
         tz=remote_timezone,
         events=events or Events(),
     )
@@ -128,7 +139,7 @@ def _rules_from(
     return rules
 
 
-def _excluder(filters: FilterSet) -> object:
+def _excluder(filters: FilterSet) -> Callable[[str, bool], bool]:
     def excluded(path: str, is_dir: bool) -> bool:
         return filters.excludes(path, is_dir=is_dir)
 
@@ -149,6 +160,9 @@ class _Run:
         atomic: bool,
         set_mtime: bool,
         retries: int,
+        max_delete: int | None,
+        state: bool,
+        state_file: str | None,
         tz: tzinfo,
         events: Events,
     ) -> None:
@@ -161,6 +175,13 @@ class _Run:
         self.atomic = atomic
         self.set_mtime = set_mtime
         self.retries = retries
+        self.max_delete = max_delete
+        self.use_state = state
+        self.state_file = state_file
+        self.state: dict[str, StateEntry] = {}  # what is known to be on the server
+        self.state_dirty = False
+        self.state_written_at = time.monotonic()
+        self.base = "/"
         self.tz = tz
         self.events = events
         self.report = Report(dry_run=dry_run)
@@ -206,8 +227,15 @@ class _Run:
             retries=self.retries,
             skip_dir=lambda d: self.filters.excludes(d, is_dir=True),
         )
-        plan = make_plan(tree, remote_tree, self.options)
+        options = self.options
+        if tree.problems:
+            # Never delete under a path we could not read: its contents are unknown.
+            options = _protect(options, [p for p, _ in tree.problems])
+        plan = make_plan(tree, remote_tree, options)
         self.report.plan = plan
+        if self.use_state:
+            sessions = await self._load_state(sessions, base, remote_tree)
+            await self._apply_state(plan, tree, remote_tree)
         self.report.skipped = len(plan.skipped)
         for c in plan.conflicts:
             self.report.failed.append(Failure(c.path, c.why))
@@ -223,14 +251,139 @@ class _Run:
         if mkdirs:
             sessions[0] = await self._mkdirs(sessions[0], mkdirs)
         sessions = await self._uploads(sessions, base, plan.uploads)
+        if not sessions:
+            sessions = [await self.pool.open_session(replacing=True)]
         if plan.delete_files or plan.delete_dirs:
+            count = len(plan.delete_files) + len(plan.delete_dirs)
             if self.report.failed:
                 self._note("not deleting anything on the server because some files failed")
-            elif sessions:
-                await self._deletes(sessions[0], base, plan)
+            elif self.max_delete is not None and count > self.max_delete:
+                msg = (
+                    f"{count} deletions planned, more than --max-delete {self.max_delete}; "
+                    "deleted nothing"
+                )
+                self.report.failed.append(Failure(base, msg))
+                self.events.failed(base, msg)
             else:
-                sessions = [await self.pool.open_session(replacing=True)]
                 await self._deletes(sessions[0], base, plan)
+        missing = (
+            not _exists(self.state_file) if self.state_file else STATE_NAME not in remote_tree.files
+        )
+        if self.use_state and (self.state_dirty or missing):
+            keep = set(tree.files)
+            self.state = {p: e for p, e in self.state.items() if p in keep}
+            sessions[0] = await self._write_state(sessions[0])
+
+    # --- state ----------------------------------------------------------------
+
+    async def _load_state(
+        self, sessions: list[Session], base: str, remote_tree: RemoteTree
+    ) -> list[Session]:
+        self.base = base
+        data: bytes | None = None
+        where = self.state_file or remote.remote_join(base, STATE_NAME)
+        if self.state_file:
+            try:
+                data = _read_file(self.state_file)
+            except OSError as exc:
+                self._note(
+                    f"cannot read state file {self.state_file}: {exc.strerror}; "
+                    "comparing by the listing only"
+                )
+        elif STATE_NAME in remote_tree.files:
+            session = sessions[0]
+            try:
+                address = await session.passive()
+                data = await datachannel.fetch(session, f"RETR {where}", address)
+            except errors.FatalError:
+                raise
+            except errors.AsyncMirrorError as exc:
+                self._note(
+                    f"cannot read the state file {where} ({exc.user_line()}); "
+                    "comparing by the listing only"
+                )
+                if session.broken:
+                    self.pool.discard(session)
+                    sessions[0] = await self.pool.open_session(replacing=True)
+        if data is not None:
+            try:
+                self.state = state_mod.load(data)
+            except state_mod.StateError as exc:
+                self._note(f"ignoring the state file {where}: {exc}; comparing by the listing only")
+        return sessions
+
+    async def _apply_state(self, plan: Plan, tree: LocalTree, remote_tree: RemoteTree) -> None:
+        if not self.state:
+            return
+        trusted, to_hash = state_mod.classify(plan, self.state, remote_tree)
+        hashes = await anyio.to_thread.run_sync(_hash_files, [tree.files[p] for p in to_hash])
+        unchanged = list(trusted)
+        for path, digest in hashes.items():
+            entry = self.state[path]
+            if digest == entry.sha256:
+                unchanged.append(path)
+                # Same bytes, new mtime (a fresh checkout): remember the new
+                # mtime so the next run trusts it without reading the file.
+                self.state[path] = StateEntry(entry.size, tree.files[path].mtime, digest)
+                self.state_dirty = True
+        state_mod.apply(plan, unchanged)
+
+    def _record(self, up: Upload, sha256: str) -> None:
+        self.state[up.path] = StateEntry(up.size, up.local.mtime, sha256)
+        self.state_dirty = True
+
+    def _state_due(self) -> bool:
+        return (
+            self.use_state
+            and self.state_dirty
+            and (time.monotonic() - self.state_written_at > STATE_EVERY)
+        )
+
+    async def _store_state(self, session: Session, address: tuple[str, int] | None = None) -> None:
+        """Write the state: to the local --state-file, or to DST by temp name + rename."""
+        if self.state_file:
+            self._store_state_locally()
+            return
+        data = state_mod.dump(self.state)
+        self.state_dirty = False
+        self.state_written_at = time.monotonic()
+        final = remote.remote_join(self.base, STATE_NAME)
+        tmp = remote.remote_join(self.base, f"{TEMP_PREFIX}{secrets.token_hex(4)}-{STATE_NAME}")
+        if address is None:
+            address = await session.passive()
+        await datachannel.upload(session, tmp, data, address)
+        await session.expect(f"RNFR {tmp}", "350")
+        await session.expect(f"RNTO {final}", "2")
+
+    def _store_state_locally(self) -> None:
+        assert self.state_file is not None
+        data = state_mod.dump(self.state)
+        self.state_dirty = False
+        self.state_written_at = time.monotonic()
+        tmp = f"{self.state_file}.tmp"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, self.state_file)  # atomic: never a half-written state
+        except OSError as exc:
+            self._note(f"cannot write state file {self.state_file}: {exc.strerror}")
+
+    async def _write_state(self, session: Session) -> Session:
+        for attempt in range(1, self.retries + 2):
+            try:
+                if session.broken:
+                    self.pool.discard(session)
+                    session = await self.pool.open_session(replacing=True)
+                await self._store_state(session)
+                return session
+            except errors.FatalError:
+                raise
+            except errors.AsyncMirrorError as exc:
+                if attempt > self.retries or not isinstance(exc, errors.RetryableError):
+                    self._note(f"could not write the state file: {exc.user_line()}")
+                    return session
+                await asyncio.sleep(backoff(attempt))
+        return session
 
     def _remote_base(self) -> str:
         home = self.pool.quirks.home or "/"
@@ -276,16 +429,25 @@ class _Run:
 
     # --- uploads --------------------------------------------------------------
 
-    async def _uploads(self, sessions: list[Session], base: str, uploads: list[Upload]) -> list[Session]:
+    async def _uploads(
+        self, sessions: list[Session], base: str, uploads: list[Upload]
+    ) -> list[Session]:
         atomic = self.atomic
         set_mtime = self.set_mtime
         quirks = self.pool.quirks
 
-        async def handle(session: Session, up: Upload, address: tuple[str, int]) -> Deferred:
+        async def handle(
+            session: Session, up: Upload | _Snapshot, address: tuple[str, int]
+        ) -> Deferred | None:
+            if isinstance(up, _Snapshot):
+                await self._store_state(session, address)
+                return None
             target = remote.remote_join(base, up.path)
             name = posixpath.basename(target)
             stored = (
-                posixpath.join(posixpath.dirname(target), f"{TEMP_PREFIX}{secrets.token_hex(4)}-{name}")
+                posixpath.join(
+                    posixpath.dirname(target), f"{TEMP_PREFIX}{secrets.token_hex(4)}-{name}"
+                )
                 if atomic
                 else target
             )
@@ -300,7 +462,9 @@ class _Run:
             if atomic:
                 lines += [f"RNFR {stored}", f"RNTO {target}"]
                 expect += [("RNFR", "350"), ("RNTO", "2")]
-            mtime_line = _mtime_line(quirks.mtime_command, target, up.local.mtime) if set_mtime else None
+            mtime_line = (
+                _mtime_line(quirks.mtime_command, target, up.local.mtime) if set_mtime else None
+            )
             if mtime_line:
                 lines.append(mtime_line)
                 expect.append(("MTIME", "2"))
@@ -320,28 +484,54 @@ class _Run:
                         f"{target}: {remote_size} bytes on the server after sending {stats.bytes}"
                     )
                 self.report.bytes_sent += stats.bytes
+                self._record(up, stats.sha256)
 
             return Deferred(lines, check)
 
         if set_mtime and quirks.mtime_command is None:
             quirks.mtime_command = "MFMT"  # tried first; _learn_mtime falls back
 
-        def done(up: Upload) -> None:
+        snapshot_queued = False
+
+        def done(up: Upload | _Snapshot) -> None:
+            nonlocal snapshot_queued
+            if isinstance(up, _Snapshot):
+                snapshot_queued = False
+                return
             self.report.uploaded += 1
             self.events.uploaded(up, up.size)
+            if self._state_due() and not snapshot_queued and not self.state_file:
+                # Keep the server's state close to the truth during long runs.
+                snapshot_queued = True
+                workers.queue.add(_Snapshot())
+            elif self._state_due() and self.state_file:
+                self._store_state_locally()
 
-        def failed(up: Upload, exc: errors.AsyncMirrorError) -> None:
+        def failed(up: Upload | _Snapshot, exc: errors.AsyncMirrorError) -> None:
+            nonlocal snapshot_queued
+            if isinstance(up, _Snapshot):
+                snapshot_queued = False
+                self.state_dirty = True
+                return
+            self.state.pop(up.path, None)
             self.report.failed.append(Failure(up.path, exc.user_line()))
             self.events.failed(up.path, exc.user_line())
 
-        def retrying(up: Upload, exc: errors.AsyncMirrorError, n: int) -> None:
+        def retrying(up: Upload | _Snapshot, exc: errors.AsyncMirrorError, n: int) -> None:
+            if isinstance(up, _Snapshot):
+                return
             self.report.retries += 1
             self.events.retrying(up.path, exc.user_line(), n)
 
-        workers: Workers[Upload] = Workers(
-            self.pool, handle, retries=self.retries, on_done=done, on_failed=failed, on_retry=retrying
+        workers: Workers[Upload | _Snapshot] = Workers(
+            self.pool,
+            handle,
+            retries=self.retries,
+            on_done=done,
+            on_failed=failed,
+            on_retry=retrying,
         )
-        return await workers.run(sessions, uploads)
+        return await workers.run(sessions, list(uploads))
 
     # --- deletions ------------------------------------------------------------
 
@@ -391,7 +581,57 @@ def _learn_mtime(quirks: object, line: str, reply: Reply) -> None:
 
 async def _forget(session: Session, path: str) -> None:
     """Remove a temporary upload after a failed transfer (best effort, bounded)."""
-    try:
+    with contextlib.suppress(errors.AsyncMirrorError):
         await session.command(f"DELE {path}")
-    except errors.AsyncMirrorError:
-        pass
+
+
+class _Snapshot:
+    """A job that writes the state file mid-run (between uploads)."""
+
+
+#: Seconds between state snapshots during a run.
+STATE_EVERY = 20.0
+
+
+def _hash_files(files: list[LocalFile]) -> dict[str, str]:
+    """SHA-256 of each readable file (runs in a worker thread, off the event loop)."""
+    out: dict[str, str] = {}
+    for f in files:
+        try:
+            with open(f.abspath, "rb") as fh:
+                out[f.path] = hashlib.file_digest(fh, "sha256").hexdigest()
+        except OSError:
+            continue  # unreadable now: it will be uploaded (and fail) as usual
+    return out
+
+
+def _protect(options: PlanOptions, problem_paths: list[str]) -> PlanOptions:
+    base = options.excluded
+
+    def excluded(path: str, is_dir: bool) -> bool:
+        if any(path == p or path.startswith(p + "/") for p in problem_paths):
+            return True
+        return base(path, is_dir) if base else False
+
+    return dataclasses.replace(options, excluded=excluded)
+
+
+def _check_src(src: str) -> None:
+    if not os.path.isdir(src):
+        what = "is not a directory" if os.path.exists(src) else "does not exist"
+        raise errors.UsageError(
+            f"source directory {src!r} {what}", hint="give the local directory to upload as SRC"
+        )
+
+
+def _read_file(path: str) -> bytes | None:
+    """A small local file's bytes, or ``None`` when it does not exist."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return None
+
+
+def _exists(path: str) -> bool:
+    return os.path.exists(path)

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from .entries import LocalFile, LocalTree, RemoteFile, RemoteTree
 
 
-class Reason(str, Enum):
+class Reason(StrEnum):
     NEW = "new"
     NEWER = "newer"
     SIZE = "size differs"
@@ -110,13 +110,19 @@ def make_plan(local: LocalTree, remote: RemoteTree, options: PlanOptions = PlanO
 
     if options.delete:
         for path in remote.files:
-            if path not in local.files and path not in local.dirs and not excluded(path, False):
-                if not _under_any_excluded(path, excluded):
-                    plan.delete_files.append(path)
+            if (
+                path not in local.files
+                and path not in local.dirs
+                and not excluded(path, False)
+                and not _under_any_excluded(path, excluded)
+            ):
+                plan.delete_files.append(path)
         gone_dirs = [
             d
             for d in remote.dirs
-            if d not in local.dirs and not excluded(d, True) and not _under_any_excluded(d, excluded)
+            if d not in local.dirs
+            and not excluded(d, True)
+            and not _under_any_excluded(d, excluded)
         ]
         # A directory can only go when nothing is left in it: not when it
         # holds excluded entries that we must leave alone.
@@ -154,7 +160,9 @@ def _under_any_excluded(path: str, excluded: Callable[[str, bool], bool]) -> boo
     return any(excluded(p, True) for p in _parents(path))
 
 
-def _dirs_holding_kept(remote: RemoteTree, deleted_files: set[str], gone_dirs: set[str]) -> set[str]:
+def _dirs_holding_kept(
+    remote: RemoteTree, deleted_files: set[str], gone_dirs: set[str]
+) -> set[str]:
     keep: set[str] = set()
     survivors = [p for p in remote.files if p not in deleted_files]
     survivors += [d for d in remote.dirs if d not in gone_dirs]

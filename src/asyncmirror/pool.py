@@ -111,9 +111,7 @@ class Pool:
         if self._shrunk_said:
             return
         self._shrunk_said = True
-        why = next(
-            (e.user_line() for e in failures if isinstance(e, errors.AsyncMirrorError)), ""
-        )
+        why = next((e.user_line() for e in failures if isinstance(e, errors.AsyncMirrorError)), "")
         self._note(
             f"the server accepted {alive} of {self.size} connections; "
             f"continuing with {alive}" + (f" ({why})" if why else "")

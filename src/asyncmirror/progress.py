@@ -15,7 +15,9 @@ class ConsoleEvents(Events):
     """Progress on ``stream`` (stderr).  ``verbose`` 1 prints each action like
     ``lftp mirror --verbose``; 2 adds retries; bars only when ``bars``."""
 
-    def __init__(self, *, stream: TextIO | None = None, verbose: int = 0, bars: bool = True) -> None:
+    def __init__(
+        self, *, stream: TextIO | None = None, verbose: int = 0, bars: bool = True
+    ) -> None:
         self.stream = stream or sys.stderr
         self.verbose = verbose
         self.bars = bars
@@ -61,7 +63,9 @@ class ConsoleEvents(Events):
             self._print(f"Transferring file `{upload.path}' ({upload.reason.value})")
         if self._bar is not None:
             self._files_done += 1
-            self._bar.set_description_str(f"{self._files_done}/{self._files_total} files", refresh=False)
+            self._bar.set_description_str(
+                f"{self._files_done}/{self._files_total} files", refresh=False
+            )
             self._bar.update(nbytes)
 
     def failed(self, path: str, error: str) -> None:

@@ -77,7 +77,9 @@ async def list_tree(
         except errors.PermanentReplyError as exc:
             if use_mlsd and exc.code in UNKNOWN_COMMAND and session.quirks.mlsd is None:
                 session.quirks.mlsd = False
-                raise errors.TransientReplyError(exc.command, exc.code, "retrying with LIST") from None
+                raise errors.TransientReplyError(
+                    exc.command, exc.code, "retrying with LIST"
+                ) from None
             missing.add(job.rel)
             if job.rel == "":
                 tree.exists = False
@@ -88,7 +90,10 @@ async def list_tree(
         entries = parse_listing(
             # Split on LF only: str.splitlines() also splits on U+2028 and
             # friends, which a hostile file name could use to forge entries.
-            [line.rstrip("\r") for line in text.split("\n")], fmt="mlsd" if use_mlsd else "list", now=now, tz=tz
+            [line.rstrip("\r") for line in text.split("\n")],
+            fmt="mlsd" if use_mlsd else "list",
+            now=now,
+            tz=tz,
         )
         for entry in entries:
             rel = f"{job.rel}/{entry.name}" if job.rel else entry.name

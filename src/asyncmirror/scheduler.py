@@ -259,7 +259,7 @@ async def run_batch(
     return session
 
 
-def _first_fatal(group: BaseExceptionGroup) -> BaseException:  # type: ignore[type-arg]
+def _first_fatal(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """Unwrap a task group's failure: the first fatal error, else the first error."""
     flat: list[BaseException] = []
 
@@ -278,4 +278,3 @@ def _first_fatal(group: BaseExceptionGroup) -> BaseException:  # type: ignore[ty
         if not isinstance(e, asyncio.CancelledError):
             return e
     return flat[0] if flat else group
-

@@ -26,8 +26,9 @@ Data connections are in :mod:`asyncmirror.datachannel`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import aioftp
@@ -85,9 +86,7 @@ class Session:
     # --- opening ----------------------------------------------------------------
 
     @classmethod
-    async def open(
-        cls, config: ServerConfig, ctx: ssl.SSLContext, quirks: ServerQuirks
-    ) -> Session:
+    async def open(cls, config: ServerConfig, ctx: ssl.SSLContext, quirks: ServerQuirks) -> Session:
         """Connect, ``AUTH TLS``, verify, log in, protect the data channel.
 
         Raises :class:`~errors.ConnectError`, :class:`~errors.TLSRefusedError`,
@@ -119,8 +118,11 @@ class Session:
             if reply.code == "421":
                 self._raise_reply("AUTH TLS", reply)
             raise errors.TLSRefusedError(f"{where} refused AUTH TLS ({reply.code} {reply.text})")
-        with transport.translate_errors(f"TLS handshake with {where}", connecting=True):
-            await self._client.stream.start_tls(self._ctx, server_hostname=cfg.host)
+        try:
+            with transport.translate_errors(f"TLS handshake with {where}", connecting=True):
+                await self._client.stream.start_tls(self._ctx, server_hostname=cfg.host)
+        except errors.CertificateError as exc:
+            raise await self._explain_certificate(exc) from None
         transport.check_peer(self.writer, cfg.tls, cfg.host)
 
         # Credentials only now, on the encrypted channel.
@@ -128,7 +130,9 @@ class Session:
         if reply.code == "331":
             reply = await self.command(f"PASS {cfg.password}")
         if reply.code == "530":
-            raise errors.AuthError(f"{where} refused the login for user {cfg.user!r} ({reply.text})")
+            raise errors.AuthError(
+                f"{where} refused the login for user {cfg.user!r} ({reply.text})"
+            )
         if reply.code not in ("230", "202"):
             self._raise_reply("login", reply)
 
@@ -146,6 +150,18 @@ class Session:
             reply = await self.command("PWD")
             if reply.code == "257":
                 self.quirks.home = parse_pwd(reply.text)
+
+    async def _explain_certificate(self, exc: errors.CertificateError) -> errors.CertificateError:
+        """Add the server certificate's fingerprint and the ways out to the error."""
+        cfg = self.config
+        digest = await transport.fetch_fingerprint(cfg.host, cfg.port, cfg.timeout)
+        shown = transport.format_fingerprint(digest) if digest else "unknown"
+        return errors.CertificateError(
+            f"{exc.message}; its SHA-256 fingerprint is {shown}",
+            fingerprint=digest,
+            hint="if that is your server's certificate, pass --fingerprint with it (or "
+            "FTP_FINGERPRINT), or --ca-file with its CA; --insecure turns checking off",
+        )
 
     # --- commands and replies ---------------------------------------------------
 
@@ -180,9 +196,7 @@ class Session:
             while True:
                 raw = await self._client.stream.readline()
                 if not raw:
-                    raise errors.NetworkError(
-                        f"{self.config.host} closed the control connection"
-                    )
+                    raise errors.NetworkError(f"{self.config.host} closed the control connection")
                 line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
                 self._trace("<-", line)
                 reply = self._replies.feed_line(line)
@@ -198,7 +212,7 @@ class Session:
         return reply
 
     async def expect(self, line: str, *codes: str) -> Reply:
-        """Send ``line``; raise the classified error unless the reply code starts with one of ``codes``."""
+        """Send ``line``; raise unless the reply code starts with one of ``codes``."""
         reply = await self.command(line)
         self.check(line, reply, *codes)
         return reply
@@ -265,37 +279,17 @@ class Session:
 
     # --- internals --------------------------------------------------------------
 
-    def _guard(self, what: str) -> _Guard:
-        return _Guard(self, f"{what} ({self.config.host})")
+    @contextlib.contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        """translate_errors() that also marks the session broken when the link is."""
+        try:
+            with transport.translate_errors(f"{what} ({self.config.host})"):
+                yield
+        except errors.RetryableError as exc:
+            if exc.broken_session:
+                self.broken = True
+            raise
 
     def _trace(self, direction: str, line: str) -> None:
         if self.config.trace is not None:
             self.config.trace(direction, line)
-
-
-class _Guard:
-    """translate_errors() that also marks the session broken on network failures."""
-
-    def __init__(self, session: Session, what: str) -> None:
-        self._session = session
-        self._cm = transport.translate_errors(what)
-
-    def __enter__(self) -> None:
-        self._cm.__enter__()
-
-    def __exit__(self, *exc_info: object) -> bool:
-        try:
-            return bool(self._cm.__exit__(*exc_info))  # type: ignore[arg-type]
-        except errors.RetryableError as exc:
-            if exc.broken_session:
-                self._session.broken = True
-            raise
-
-
-def mtime_commands(quirks: ServerQuirks, path: str, stamp: str) -> Sequence[str]:
-    """The command that sets ``path``'s modification time, if the server has one."""
-    if quirks.mtime_command == "MFMT":
-        return (f"MFMT {stamp} {path}",)
-    if quirks.mtime_command == "SITE UTIME":
-        return (f"SITE UTIME {path} {stamp} {stamp} {stamp} UTC",)
-    return ()

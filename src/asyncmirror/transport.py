@@ -141,9 +141,7 @@ async def _read_reply_code(reader: asyncio.StreamReader) -> str:
             return line[:3].decode()
 
 
-def session_context(
-    ctx: ssl.SSLContext, control: asyncio.StreamWriter
-) -> ssl.SSLContext:
+def session_context(ctx: ssl.SSLContext, control: asyncio.StreamWriter) -> ssl.SSLContext:
     """A context that makes a data connection resume the control connection's TLS session.
 
     ProFTPD and vsftpd refuse data connections that do not; asyncio has no

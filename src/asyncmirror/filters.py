@@ -1,0 +1,493 @@
+"""lftp-compatible include/exclude rules for ``mirror``: which paths are left out.
+
+This module is pure: no file system access, no I/O.  It answers one question,
+:meth:`FilterSet.excludes`, for a relative POSIX path such as ``"a/b/c.txt"``.
+
+The semantics are lftp's (``mirror -x/-i/-X/-I``), read from lftp's own source
+(``src/PatternSet.cc``, ``src/FileSet.cc``, ``src/MirrorJob.cc``) and checked
+against lftp 4.9 itself:
+
+* **What is matched.**  The path relative to the mirror root, with a ``/``
+  appended when it is a directory (``FileSet.cc: do_exclude_match``).  So a
+  pattern that ends in ``/`` can only ever match directories.
+* **Regexes** (``-x``/``-i``) are POSIX extended regexes searched *unanchored*
+  in that path (``regexec`` without anchors): ``-x foo`` hits ``a/foo.txt``
+  and ``food/``; anchor with ``^``/``$`` yourself.
+* **Globs** (``-X``/``-I``) are matched with ``fnmatch(FNM_PATHNAME)`` against
+  the *tail* of the path that has as many ``/`` as the pattern has
+  (``PatternSet::Glob::Match``): ``*.zip`` is tried on the last component,
+  ``def/g*`` on the last two.  Because a directory's path ends in ``/``, a glob
+  without ``/`` is tried on the empty string after that slash for a directory:
+  ``-X '.*'`` therefore never matches a directory (hence lftp users add
+  ``-X '.*/'``), while ``-X '*'`` matches every directory.  ``*``, ``?`` and
+  ``[...]`` never match ``/``; a leading ``/`` anchors nothing (such a glob
+  can never match).
+* **Order.**  The *last* rule that matches decides (``PatternSet::Match`` walks
+  the rules newest first).  When no rule matches, the path is excluded if and
+  only if the *first* rule is an include (lftp man page: "mirrored if it
+  matches an include and does not match to excludes after the include, or
+  does not match anything and the first check is exclude").
+* **Directories when the first rule is an include.**  ``mirror`` then adds a
+  lowest-priority include for ``/$`` (``MirrorJob.cc``: "Users usually don't
+  want to exclude all directories when recursing"), so ``-I '*.txt'`` still
+  descends into every directory; a directory is excluded only by a rule that
+  matches it.
+* **lftp's built-in default** ``mirror:exclude-regex`` = ``(^|/)(\\.in\\.|\\.nfs)``
+  is put first when the first rule is an exclude (lftp 4.9.2 applies it then,
+  and -- whatever its source comment says -- not when there are no rules).  It
+  is opt-in here (``lftp_default_excludes=True``).
+
+On top of the rules, asyncmirror's own files are always left out (see
+:func:`always_excluded`).
+
+Where this implementation deliberately differs from lftp, it refuses input
+that lftp would accept but that can only surprise: an empty pattern (lftp's
+``-x ''`` matches -- and with ``--delete-excluded`` deletes -- everything), a
+glob ending in a lone backslash or naming an unknown ``[:class:]`` (lftp's
+never match anything).  Regexes are run by Python's :mod:`re` after POSIX
+bracket expressions (``[[:alpha:]]``, ``[\\]``), stacked quantifiers, an
+unmatched ``)`` and GNU ``\\<``/``\\>`` have been given their POSIX meaning;
+the remaining differences (e.g. ``\\d`` means a digit, where glibc reads a
+literal ``d``; ``(?i)`` is accepted) only add constructs lftp users do not write.
+Names are matched as Unicode text: ``?`` is one character (glibc 2.36 also
+lets ``??`` match a two-byte UTF-8 character), ranges are by code point.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from asyncmirror.errors import UsageError
+
+Action = Literal["include", "exclude"]
+Syntax = Literal["glob", "regex"]
+
+#: The state file asyncmirror keeps at the root of DST (and never uploads from SRC).
+STATE_FILE_NAME = ".asyncmirror-state.json"
+#: Prefix of asyncmirror's temporary upload names, at any depth.
+TEMP_PREFIX = ".asyncmirror-tmp-"
+#: lftp's default ``mirror:exclude-regex``: its own partial downloads and NFS silly-renames.
+LFTP_DEFAULT_EXCLUDE_REGEX = r"(^|/)(\.in\.|\.nfs)"
+
+# lftp's option letters and long names (MirrorJob.cc, mirror_opts) -> what they mean.
+_OPTIONS: dict[str, tuple[Action, Syntax]] = {
+    "-x": ("exclude", "regex"),
+    "--exclude": ("exclude", "regex"),
+    "-i": ("include", "regex"),
+    "--include": ("include", "regex"),
+    "-X": ("exclude", "glob"),
+    "--exclude-glob": ("exclude", "glob"),
+    "-I": ("include", "glob"),
+    "--include-glob": ("include", "glob"),
+}
+
+# POSIX character classes as Python regex alternatives.  ``alpha``/``alnum``/``space``
+# follow Unicode (as glibc does in a UTF-8 locale); the rest use their C-locale
+# (ASCII) definitions, since Python's ``re`` has no Unicode case or punctuation classes.
+_POSIX_CLASSES: dict[str, str] = {
+    "alpha": r"[^\W\d_]",
+    "alnum": r"[^\W_]",
+    "digit": r"[0-9]",
+    "xdigit": r"[0-9A-Fa-f]",
+    "upper": r"[A-Z]",
+    "lower": r"[a-z]",
+    "space": r"\s",
+    "blank": r"[ \t]",
+    "punct": r"[!-/:-@\[-`{-~]",
+    "cntrl": r"[\x00-\x1f\x7f]",
+    "print": r"[ -~]",
+    "graph": r"[!-~]",
+}
+
+
+class _PatternError(Exception):
+    """A problem found while translating a pattern; becomes a :class:`UsageError`."""
+
+
+def always_excluded(relpath: str) -> bool:
+    """True for asyncmirror's own files, which no rule can bring back in.
+
+    That is the state file :data:`STATE_FILE_NAME` at the root, and any name
+    starting with :data:`TEMP_PREFIX` at any depth (uploads in progress).  They
+    must never be uploaded from SRC nor be deleted as strays on DST, whatever
+    the user's rules say, so the check comes before the rules.
+    """
+    if relpath == STATE_FILE_NAME:
+        return True
+    # rpartition gives the whole string when there is no "/": the basename either way.
+    return relpath.rpartition("/")[2].startswith(TEMP_PREFIX)
+
+
+def _tail(path: str, slashes: int) -> str:
+    """The end of *path* holding *slashes* slashes, or all of it (PatternSet::Glob::Match)."""
+    end = len(path)
+    for _ in range(slashes + 1):
+        end = path.rfind("/", 0, end)
+        if end < 0:
+            return path
+    return path[end + 1 :]
+
+
+def _bracket_atom(p: str, i: int, *, escapes: bool) -> tuple[str, int] | None:
+    """One character of a bracket expression at ``p[i]``: ``(char, next_index)``.
+
+    Handles ``[.c.]``/``[=c=]`` (single characters only) and, in globs, a
+    backslash escape.  None when the pattern ends first (unterminated bracket).
+    """
+    if i >= len(p):
+        return None
+    c = p[i]
+    if c == "[" and i + 1 < len(p) and p[i + 1] in ".=":
+        kind = p[i + 1]
+        end = p.find(kind + "]", i + 2)
+        if end < 0:
+            # glibc takes "[." as the start of a collating symbol, unterminated: no match.
+            raise _PatternError(f"unterminated [{kind} in a bracket expression")
+        name = p[i + 2 : end]
+        if len(name) != 1:
+            raise _PatternError(f"unsupported collating element [{kind}{name}{kind}]")
+        return name, end + 2
+    if c == "\\" and escapes:
+        if i + 1 >= len(p):
+            return None
+        return p[i + 1], i + 2
+    return c, i + 1
+
+
+def _bracket(p: str, i: int, *, glob: bool) -> tuple[str, int] | None:
+    """Translate the bracket expression whose ``[`` is at ``p[i - 1]``.
+
+    Returns ``(python_regex, index_after_closing_bracket)``, or None when there
+    is no closing ``]``.  Every member is escaped, so nothing in the set can be
+    read by Python as a nested set or set operation (``[[``, ``--``, ``&&``),
+    which Python would warn about -- and this project turns warnings into errors.
+
+    Glob rules (glibc fnmatch): ``!`` or ``^`` negates, ``\\`` escapes, and with
+    FNM_PATHNAME a bracket never matches ``/``.  Regex rules (POSIX ERE): only
+    ``^`` negates and ``\\`` is an ordinary character.
+    """
+    n = len(p)
+    negate = False
+    if i < n and (p[i] == "^" or (glob and p[i] == "!")):
+        negate = True
+        i += 1
+    singles: list[str] = []
+    classes: list[str] = []
+    first = True
+    while True:
+        if i >= n:
+            return None
+        if p[i] == "]" and not first:
+            i += 1
+            break
+        first = False
+        if p.startswith("[:", i):
+            end = p.find(":]", i + 2)
+            if end >= 0:
+                name = p[i + 2 : end]
+                if name not in _POSIX_CLASSES:
+                    raise _PatternError(f"unknown character class [:{name}:]")
+                classes.append(_POSIX_CLASSES[name])
+                i = end + 2
+                continue
+        atom = _bracket_atom(p, i, escapes=glob)
+        if atom is None:
+            return None
+        lo, i = atom
+        # "a-z" is a range unless the "-" is the last member ("[a-]").
+        if i + 1 < n and p[i] == "-" and p[i + 1] != "]":
+            if p.startswith("[:", i + 1):
+                raise _PatternError("a character class cannot end a range")
+            hi_atom = _bracket_atom(p, i + 1, escapes=glob)
+            if hi_atom is None:
+                return None
+            hi, i = hi_atom
+            if lo > hi:
+                if not glob:
+                    raise _PatternError(f"invalid range {lo}-{hi} (start is after end)")
+                continue  # glibc fnmatch: a reversed range matches nothing
+            singles.append(f"{re.escape(lo)}-{re.escape(hi)}")
+        else:
+            singles.append(re.escape(lo))
+    members = classes[:]
+    if singles:
+        members.insert(0, "[" + "".join(singles) + "]")
+    alternatives = "|".join(members) if members else "(?!)"
+    if negate:
+        # Compiled with DOTALL, so "." also takes a newline, as POSIX does.
+        # One group, so that a quantifier after it covers the lookahead too.
+        body = f"(?:(?!{alternatives})" + ("[^/]" if glob else ".") + ")"
+    else:
+        body = ("(?!/)" if glob else "") + f"(?:{alternatives})"
+    return body, i
+
+
+def _glob_to_regex(pattern: str) -> str:
+    """A Python regex that fullmatches what ``fnmatch(pattern, s, FNM_PATHNAME)`` matches."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        i += 1
+        if c == "*":
+            if not out or out[-1] != "[^/]*":  # "**" is just "*" in fnmatch
+                out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "\\":
+            if i >= n:
+                raise _PatternError("it ends with a lone backslash")
+            out.append(re.escape(pattern[i]))
+            i += 1
+        elif c == "[":
+            translated = _bracket(pattern, i, glob=True)
+            if translated is None:
+                out.append(re.escape(c))  # glibc: an unclosed "[" is an ordinary character
+            else:
+                body, i = translated
+                out.append(body)
+        else:
+            out.append(re.escape(c))
+    return "".join(out)
+
+
+# GNU regex word and buffer anchors, which Python spells differently.
+_GNU_ESCAPES = {"<": r"\b(?=\w)", ">": r"\b(?<=\w)", "`": r"\A", "'": r"\Z"}
+# A POSIX interval: {m}, {m,}, {m,n} (and glibc's {,n}).
+_INTERVAL = re.compile(r"\{\d*(?:,\d*)?\}")
+
+
+def _ere_to_python(pattern: str) -> str:
+    """Rewrite a POSIX ERE so that Python's ``re`` reads it the way glibc's regcomp does.
+
+    Beyond bracket expressions (see :func:`_bracket`), two things differ: POSIX
+    lets quantifiers stack (``a+?`` is ``(a+)?``, ``a**`` is fine) where Python
+    reads a lazy or possessive quantifier or refuses, and an unmatched ``)`` is
+    an ordinary character.  Everything else goes to Python unchanged.
+    """
+    out: list[str] = []
+    groups: list[int] = []  # where in ``out`` each open group starts
+    atom = -1  # where in ``out`` the last atom (what a quantifier applies to) starts
+    quantified = False  # whether that atom already carries a quantifier
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        interval = _INTERVAL.match(pattern, i) if c == "{" else None
+        if c in "*+?" or interval is not None:
+            q = interval.group() if interval is not None else c
+            if quantified and atom >= 0:
+                # POSIX applies the new quantifier to the quantified atom: make it a group.
+                out[atom:] = ["(?:" + "".join(out[atom:]) + ")"]
+            out.append(q)
+            quantified = True
+            i += len(q)
+            continue
+        quantified = False
+        if c == "\\":
+            if i + 1 >= n:
+                raise _PatternError("trailing backslash")
+            d = pattern[i + 1]
+            atom = len(out)
+            out.append(_GNU_ESCAPES.get(d, "\\" + d))
+            i += 2
+        elif c == "[":
+            translated = _bracket(pattern, i + 1, glob=False)
+            if translated is None:
+                raise _PatternError("unmatched [ or [^")
+            atom = len(out)
+            body, i = translated
+            out.append(body)
+        elif c == "(":
+            groups.append(len(out))
+            out.append(c)
+            atom = -1
+            i += 1
+        elif c == ")":
+            if groups:
+                atom = groups.pop()
+                out.append(c)
+            else:
+                atom = len(out)
+                out.append(r"\)")
+            i += 1
+        else:
+            # "|", "^" and "$" start nothing a quantifier could stack on.
+            atom = -1 if c in "|^$" else len(out)
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _compile(source: str) -> re.Pattern[str]:
+    with warnings.catch_warnings():
+        # Translation escapes everything Python warns about; belt and braces, since
+        # a compile-time warning must not become an error under filterwarnings=error.
+        warnings.simplefilter("ignore")
+        return re.compile(source, re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One ``-x``/``-i``/``-X``/``-I`` option: an action, a pattern and its syntax.
+
+    The pattern is compiled when the rule is made, so a bad pattern fails at
+    once with a :class:`~asyncmirror.errors.UsageError` naming it.  Rules
+    compare and hash by ``(action, pattern, syntax)``.
+    """
+
+    action: Action
+    pattern: str
+    syntax: Syntax
+    #: The compiled matcher: searched in the path for a regex, fullmatched on its tail for a glob.
+    compiled: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    #: For a glob, how many "/" it has (how much of the path's tail it sees); -1 for a regex.
+    slashes: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.action not in ("include", "exclude"):
+            raise UsageError(f"unknown filter action {self.action!r}")
+        if self.syntax not in ("glob", "regex"):
+            raise UsageError(f"unknown pattern syntax {self.syntax!r}")
+        kind = "regular expression" if self.syntax == "regex" else "glob pattern"
+        if not self.pattern:
+            raise UsageError(
+                f"empty {kind}",
+                hint="an empty pattern would match every path; remove the option",
+            )
+        try:
+            if self.syntax == "regex":
+                compiled = _compile(_ere_to_python(self.pattern))
+                slashes = -1
+            else:
+                compiled = _compile(_glob_to_regex(self.pattern))
+                # lftp counts every "/" in the raw pattern, even escaped or in brackets.
+                slashes = self.pattern.count("/")
+        except (_PatternError, re.error) as exc:
+            problem = exc.msg if isinstance(exc, re.error) else str(exc)
+            hint = (
+                "-x/-i take POSIX extended regular expressions, e.g. -x '\\.bak$'"
+                if self.syntax == "regex"
+                else "-X/-I take shell globs, e.g. -X '*.bak' or -X 'cache/' for a directory"
+            )
+            raise UsageError(f"invalid {kind} {self.pattern!r}: {problem}", hint=hint) from None
+        # A frozen dataclass: derived fields are set once, here.
+        object.__setattr__(self, "compiled", compiled)
+        object.__setattr__(self, "slashes", slashes)
+
+    @classmethod
+    def from_option(cls, option: str, pattern: str) -> Rule:
+        """The rule for an lftp mirror option: ``-x``/``--exclude``, ``-i``/``--include``,
+        ``-X``/``--exclude-glob`` or ``-I``/``--include-glob``."""
+        try:
+            action, syntax = _OPTIONS[option]
+        except KeyError:
+            raise UsageError(f"unknown filter option {option!r}") from None
+        return cls(action, pattern, syntax)
+
+    def matches(self, path: str) -> bool:
+        """Whether this rule's pattern matches *path*, given the lftp way.
+
+        *path* is relative, with a trailing ``/`` for a directory -- the string
+        lftp matches, not a bare relpath (see :meth:`FilterSet.excludes`).
+        """
+        if self.slashes < 0:
+            return self.compiled.search(path) is not None
+        return self.compiled.fullmatch(_tail(path, self.slashes)) is not None
+
+
+class FilterSet:
+    """An ordered list of :class:`Rule` with lftp's mirror semantics.
+
+    Immutable once built.  ``FilterSet.empty()`` excludes nothing but
+    asyncmirror's own files.
+    """
+
+    __slots__ = ("_checks", "_first_include", "_rules")
+
+    # Re-exported so callers holding a FilterSet can ask without importing the module.
+    always_excluded = staticmethod(always_excluded)
+
+    def __init__(self, rules: Iterable[Rule] = (), *, lftp_default_excludes: bool = False) -> None:
+        """Build from *rules* in command-line order (the last matching rule wins).
+
+        With *lftp_default_excludes*, lftp's ``mirror:exclude-regex`` default
+        (:data:`LFTP_DEFAULT_EXCLUDE_REGEX`) is put first, exactly when lftp 4.9
+        does: when the first rule is an exclude (not with no rules at all, nor
+        when the first rule is an include: then what no rule matches is
+        excluded anyway).
+        """
+        self._rules: tuple[Rule, ...] = tuple(rules)
+        effective = list(self._rules)
+        if lftp_default_excludes and effective and effective[0].action == "exclude":
+            effective.insert(0, Rule("exclude", LFTP_DEFAULT_EXCLUDE_REGEX, "regex"))
+        # Checked newest first; kept as plain tuples so the per-path loop does no
+        # attribute lookups (it runs once per file in the tree).
+        checks: list[tuple[bool, Callable[[str], re.Match[str] | None], int, bool]] = []
+        for rule in reversed(effective):
+            method = rule.compiled.search if rule.slashes < 0 else rule.compiled.fullmatch
+            # A glob without "/" sees "" for every directory (what follows its final
+            # "/"): whether it matches "" is the same for all of them.
+            hits_dir = rule.slashes == 0 and rule.compiled.fullmatch("") is not None
+            checks.append((rule.action == "exclude", method, rule.slashes, hits_dir))
+        self._checks = tuple(checks)
+        # No rule matched: excluded iff the first rule is an include (PatternSet::Match).
+        self._first_include = bool(effective) and effective[0].action == "include"
+
+    @classmethod
+    def from_rules(cls, rules: Iterable[Rule], *, lftp_default_excludes: bool = False) -> FilterSet:
+        """Same as the constructor: *rules* in command-line order."""
+        return cls(rules, lftp_default_excludes=lftp_default_excludes)
+
+    @classmethod
+    def empty(cls) -> FilterSet:
+        """A set with no rules: only :func:`always_excluded` paths are left out."""
+        return cls(())
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        """The rules as given (without lftp's optional defaults)."""
+        return self._rules
+
+    def excludes(self, relpath: str, *, is_dir: bool) -> bool:
+        """True when *relpath* is left out of the mirror.
+
+        *relpath* is relative and POSIX (``"a/b/c.txt"``): no leading ``/``, no
+        trailing ``/`` -- pass *is_dir* instead; the ``/`` that lftp appends to
+        a directory's path before matching is added here.  A directory that is excluded must
+        not be descended into: what lies below it is excluded with it, whatever
+        the rules would say of those paths on their own (lftp never lists them).
+        """
+        # always_excluded(), with a substring test first: this runs once per path.
+        if relpath == STATE_FILE_NAME or (TEMP_PREFIX in relpath and always_excluded(relpath)):
+            return True
+        if not self._checks:
+            return False
+        path = relpath + "/" if is_dir else relpath
+        base: str | None = None
+        for is_exclude, match, slashes, hits_dir in self._checks:
+            if slashes == 0:
+                # The common case (-X '*.bak'): the part after the last "/" -- which
+                # for a directory is "", so the answer was worked out in advance.
+                if is_dir:
+                    if hits_dir:
+                        return is_exclude
+                    continue
+                if base is None:
+                    base = relpath[relpath.rfind("/") + 1 :]
+                hit = match(base)
+            elif slashes < 0:
+                hit = match(path)
+            else:
+                hit = match(_tail(path, slashes))
+            if hit is not None:
+                return is_exclude
+        # lftp's AddFirst(INCLUDE, "/$") when the first rule is an include: a directory
+        # no rule matched is kept, so that recursion still finds the included files.
+        return self._first_include and not is_dir
+
+    def __repr__(self) -> str:
+        return f"FilterSet({list(self._rules)!r})"

@@ -1,0 +1,105 @@
+"""The state file: what asyncmirror last uploaded, kept on the server.  Pure.
+
+A fresh checkout gives every file a new mtime, so times alone would send the
+whole site again.  The state records, per uploaded file, its size, mtime and
+SHA-256.  A file that looks newer but has the recorded size and hash -- and
+whose size on the server still matches -- is unchanged and skipped.
+
+The file lives in DST (``.asyncmirror-state.json``; the filters never mirror or
+delete it), is replaced atomically (temporary name, then rename) and is written
+during the run too, so an interrupted run keeps what it finished.  A missing or
+unreadable state only means falling back to the listing comparison.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from .entries import RemoteTree
+from .filters import STATE_FILE_NAME
+from .planner import Plan, Reason
+
+STATE_NAME = STATE_FILE_NAME
+VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class StateEntry:
+    size: int
+    mtime: float
+    sha256: str
+
+
+class StateError(ValueError):
+    """The state file is not one we wrote (corrupt or from the future)."""
+
+
+def load(data: bytes) -> dict[str, StateEntry]:
+    try:
+        doc = json.loads(data.decode("utf-8"))
+        if not isinstance(doc, dict) or doc.get("version") != VERSION:
+            raise StateError("unknown state format")
+        files = doc["files"]
+        if not isinstance(files, dict):
+            raise StateError("unknown state format")
+        out: dict[str, StateEntry] = {}
+        for path, e in files.items():
+            if not isinstance(path, str) or not isinstance(e, dict):
+                raise StateError("unknown state format")
+            size, mtime, digest = e["size"], e["mtime"], e["sha256"]
+            if not (
+                isinstance(size, int) and isinstance(mtime, int | float) and isinstance(digest, str)
+            ):
+                raise StateError(f"bad entry for {path!r}")
+            out[path] = StateEntry(size, float(mtime), digest)
+        return out
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise StateError(f"unreadable state ({type(exc).__name__})") from None
+
+
+def dump(entries: Mapping[str, StateEntry]) -> bytes:
+    doc = {
+        "version": VERSION,
+        "tool": "asyncmirror",
+        "files": {
+            p: {"size": e.size, "mtime": e.mtime, "sha256": e.sha256}
+            for p, e in sorted(entries.items())
+        },
+    }
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def classify(
+    plan: Plan, state: Mapping[str, StateEntry], remote: RemoteTree
+) -> tuple[list[str], list[str]]:
+    """Split "newer" uploads the state may prove unchanged into (trusted, to_hash).
+
+    Only uploads whose size equals both the state's and the server's qualify (a
+    size difference is a change for sure).  When the local mtime also equals
+    the state's, the recorded hash is trusted as is; otherwise the file must be
+    hashed -- so only files whose size/mtime disagree with the state are read.
+    """
+    trusted: list[str] = []
+    to_hash: list[str] = []
+    for u in plan.uploads:
+        if u.reason is not Reason.NEWER:
+            continue
+        entry = state.get(u.path)
+        rf = remote.files.get(u.path)
+        if entry is None or rf is None or entry.size != u.size or rf.size != u.size:
+            continue
+        if entry.mtime == u.local.mtime:
+            trusted.append(u.path)
+        else:
+            to_hash.append(u.path)
+    return trusted, to_hash
+
+
+def apply(plan: Plan, unchanged: Iterable[str]) -> None:
+    """Move the uploads proven unchanged into ``plan.skipped``."""
+    gone = set(unchanged)
+    if gone:
+        plan.uploads = [u for u in plan.uploads if u.path not in gone]
+        plan.skipped = sorted([*plan.skipped, *gone])
