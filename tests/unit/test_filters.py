@@ -1,0 +1,396 @@
+"""lftp mirror -x/-i/-X/-I semantics, table-driven.
+
+Expected values come from lftp itself: each row was checked against lftp 4.9.2
+(``mirror -R --dry-run`` between two local directories) or follows from its
+source (PatternSet.cc, FileSet.cc, MirrorJob.cc) and man page.  The two
+differential tests at the end compare the pattern translation with glibc's own
+fnmatch() and regcomp()/regexec(), which lftp calls.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import random
+import re
+import sys
+
+import pytest
+
+from asyncmirror.errors import UsageError
+from asyncmirror.filters import (
+    LFTP_DEFAULT_EXCLUDE_REGEX,
+    STATE_FILE_NAME,
+    TEMP_PREFIX,
+    FilterSet,
+    Rule,
+    _compile,
+    _ere_to_python,
+    _glob_to_regex,
+    _PatternError,
+    always_excluded,
+)
+
+Opts = tuple[tuple[str, str], ...]
+
+SEED: Opts = (("-X", ".*"), ("-X", ".*/"))  # lftp -X '.*' -X '.*/'
+
+
+def fs(opts: Opts, *, defaults: bool = False) -> FilterSet:
+    return FilterSet.from_rules(
+        [Rule.from_option(o, p) for o, p in opts], lftp_default_excludes=defaults
+    )
+
+
+# (rules, relpath, is_dir, excluded)
+CASES: list[tuple[Opts, str, bool, bool]] = [
+    # --- no rules: everything is mirrored
+    ((), "a.txt", False, False),
+    ((), ".env", False, False),
+    ((), "a/b", True, False),
+    # --- the seed: dotfiles and dot-directories at any depth
+    (SEED, ".env", False, True),
+    (SEED, "a/.hidden", False, True),
+    (SEED, "a/b/c/.htaccess", False, True),
+    (SEED, ".git", True, True),
+    (SEED, "a/b/.cache", True, True),
+    (SEED, ".git", False, True),  # a file named .git (a submodule's gitfile)
+    (SEED, "a.txt", False, False),
+    (SEED, "a/b.c/d.e", False, False),
+    (SEED, "dir.with.dots", True, False),
+    (SEED, "a/x.", False, False),
+    # --- -X '.*' alone: a glob without "/" sees "" for a directory, so dot-dirs stay
+    ((("-X", ".*"),), ".git", True, False),
+    ((("-X", ".*"),), ".env", False, True),
+    # --- -X '.*/' alone: directories only
+    ((("-X", ".*/"),), ".git", True, True),
+    ((("-X", ".*/"),), ".env", False, False),
+    # --- "*" matches the empty tail of a directory: -X '*' excludes everything
+    ((("-X", "*"),), "a", True, True),
+    ((("-X", "*"),), "a.txt", False, True),
+    ((("-X", "*/"),), "a", True, True),
+    ((("-X", "*/"),), "a.txt", False, False),
+    # --- PatternSet.cc: "abc/def.zip matches *.zip", "abc/def/ghi matches def/g*"
+    ((("-X", "*.zip"),), "abc/def.zip", False, True),
+    ((("-X", "def/g*"),), "abc/def/ghi", False, True),
+    ((("-X", "def/g*"),), "abc/xdef/ghi", False, False),
+    ((("-X", "def/g*"),), "ghi", False, False),
+    # --- a glob with "/" sees as many trailing components
+    ((("-X", "a/*"),), "a", True, True),  # "a/" matches "a/*": the directory goes too
+    ((("-X", "a/*"),), "a/x", False, True),
+    ((("-X", "a/*"),), "b/a/x", False, True),
+    ((("-X", "a/*"),), "a/b", True, False),  # tail "b/" (moot: a/ itself is excluded)
+    ((("-X", "b/c.txt"),), "a/b/c.txt", False, True),
+    ((("-X", "b/c.txt"),), "c.txt", False, False),
+    ((("-X", "cache/"),), "cache", True, True),
+    ((("-X", "cache/"),), "tmp/cache", True, True),
+    ((("-X", "cache/"),), "cache", False, False),
+    ((("-X", "tmp/cache/"),), "tmp/cache", True, True),
+    ((("-X", "tmp/cache/"),), "x/tmp/cache", True, True),
+    ((("-X", "tmp/cache/"),), "cache", True, False),
+    ((("-X", "*/*/*"),), "a/b/c", False, True),
+    ((("-X", "*/*/*"),), "a/b", True, True),  # "a/b/" has the three parts a, b, ""
+    ((("-X", "*/*/*"),), "a/b", False, False),
+    # --- a leading "/" anchors nothing in lftp: such a glob never matches
+    ((("-X", "/a"),), "a", False, False),
+    ((("-X", "/a"),), "a", True, False),
+    ((("-X", "/a/"),), "a", True, False),
+    # --- brackets, "?" and escapes (fnmatch with FNM_PATHNAME)
+    ((("-X", "[a-c]*"),), "beta", False, True),
+    ((("-X", "[a-c]*"),), "delta", False, False),
+    ((("-X", "[!a-c]*"),), "delta", False, True),
+    ((("-X", "[^a-c]*"),), "delta", False, True),
+    ((("-X", "[]]x"),), "]x", False, True),
+    ((("-X", "[[:upper:]]*"),), "Makefile", False, True),
+    ((("-X", "[[:upper:]]*"),), "makefile", False, False),
+    ((("-X", "*[[:space:]]*"),), "file one.txt", False, True),
+    ((("-X", "?"),), "a", False, True),
+    ((("-X", "?"),), "ab", False, False),
+    ((("-X", "\\*"),), "*", False, True),
+    ((("-X", "\\*"),), "a", False, False),
+    ((("-X", "-*"),), "-dash", False, True),
+    ((("-X", "\\-dash/"),), "-dash", True, True),
+    ((("-X", "[a"),), "[a", False, True),  # an unclosed "[" is an ordinary character
+    ((("-X", "dir with space/"),), "dir with space", True, True),
+    ((("-X", "*.TXT"),), "a.txt", False, False),  # case-sensitive
+    # --- UTF-8 names: "?" is one character, not one byte
+    ((("-X", "caf?"),), "café", True, False),
+    ((("-X", "caf?/"),), "café", True, True),
+    ((("-X", "menü.txt"),), "café/menü.txt", False, True),
+    ((("-X", "[é]*"),), "été", False, True),
+    ((("-X", "???"),), "日本語", False, True),
+    ((("-x", "é"),), "café/x", False, True),
+    ((("-x", "^日本"),), "日本語/a.txt", False, True),
+    # --- regexes are unanchored searches in the relative path (+ "/" for a directory)
+    ((("-x", "foo"),), "foo.txt", False, True),
+    ((("-x", "foo"),), "x/foo/y.txt", False, True),
+    ((("-x", "foo"),), "food", True, True),
+    ((("-x", "foo"),), "bar", False, False),
+    ((("-x", "^foo"),), "foo.txt", False, True),
+    ((("-x", "^foo"),), "x/foo/y.txt", False, False),
+    ((("-x", "^a/"),), "a", True, True),
+    ((("-x", "^a/"),), "a/x", False, True),
+    ((("-x", "^a/"),), "ba/x", False, False),
+    ((("-x", "\\.txt$"),), "a.txt", False, True),
+    ((("-x", "\\.txt$"),), "a.txt", True, False),  # "a.txt/" does not end in .txt
+    ((("-x", "/$"),), "sub", True, True),
+    ((("-x", "/$"),), "sub/x", False, False),
+    ((("-x", "(^|/)\\."),), "a/.env", False, True),
+    ((("-x", "(^|/)\\."),), "a.b", False, False),
+    ((("-x", "\\<foo\\>"),), "x/foo/y.txt", False, True),
+    ((("-x", "\\<foo\\>"),), "food", True, False),
+    ((("-x", "[[:digit:]]{4}"),), "logs/2024/app.log", False, True),
+    ((("-x", "[[:digit:]]{4}"),), "logs/app.log", False, False),
+    ((("-x", "ab+?c"),), "ac", False, True),  # POSIX: (b+)? -- not a lazy b+
+    ((("-x", "x{2}?y"),), "y", False, True),  # POSIX: (x{2})?
+    ((("-x", "a)"),), "a)", False, True),  # an unmatched ")" is an ordinary character
+    ((("-x", "[\\]"),), "a\\b", False, True),  # "\" is ordinary inside a POSIX bracket
+    ((("-x", "[^]]{2}é"),), "$]é1", False, False),
+    # --- the first rule is an include: unmatched files are excluded, directories kept
+    ((("-I", "*.txt"),), "x.txt", False, False),
+    ((("-I", "*.txt"),), "sub/x.txt", False, False),
+    ((("-I", "*.txt"),), "x.log", False, True),
+    ((("-I", "*.txt"),), "sub", True, False),
+    ((("-i", "\\.txt$"),), "sub", True, False),
+    ((("-i", "\\.txt$"),), "x.log", False, True),
+    ((("-I", "logs/"),), "logs", True, False),
+    ((("-I", "logs/"),), "logs/a.txt", False, True),
+    # ... unless a rule excludes the directory: -x . before the include (lavv17/lftp#192)
+    ((("-x", "."), ("-i", "\\.txt$")), "sub", True, True),
+    ((("-x", "."), ("-i", "\\.txt$")), "x.txt", False, False),
+    ((("-x", "."), ("-i", "\\.txt$")), "x.log", False, True),
+    # --- include then exclude: the later rule wins where both match
+    ((("-I", "*.txt"), ("-X", "secret*")), "secret.txt", False, True),
+    ((("-I", "*.txt"), ("-X", "secret*")), "sub/secret.txt", False, True),
+    ((("-I", "*.txt"), ("-X", "secret*")), "public.txt", False, False),
+    ((("-I", "*.txt"), ("-X", "secret*")), "x.log", False, True),
+    ((("-i", "^logs/"), ("-x", "\\.log$")), "logs/a.log", False, True),
+    ((("-i", "^logs/"), ("-x", "\\.log$")), "logs/a.txt", False, False),
+    ((("-i", "^logs/"), ("-x", "\\.log$")), "other.txt", False, True),
+    # --- exclude then include: the include brings a path back
+    ((("-X", "*.log"), ("-I", "keep.log")), "keep.log", False, False),
+    ((("-X", "*.log"), ("-I", "keep.log")), "sub/keep.log", False, False),
+    ((("-X", "*.log"), ("-I", "keep.log")), "a.log", False, True),
+    ((("-X", "*.log"), ("-I", "keep.log")), "a.txt", False, False),
+    ((("-X", "*"), ("-I", "*/"), ("-I", "*.txt")), "sub", True, False),
+    ((("-X", "*"), ("-I", "*/"), ("-I", "*.txt")), "sub/a.txt", False, False),
+    ((("-X", "*"), ("-I", "*/"), ("-I", "*.txt")), "sub/a.log", False, True),
+    ((("-x", "secret"), ("-i", "sub/"), ("-x", "public")), "sub", True, False),
+    ((("-x", "secret"), ("-i", "sub/"), ("-x", "public")), "sub/public.txt", False, True),
+    ((("-x", "secret"), ("-i", "sub/"), ("-x", "public")), "sub/secret.txt", False, False),
+    ((("-x", "secret"), ("-i", "sub/"), ("-x", "public")), "secret.txt", False, True),
+    # --- asyncmirror's own files, whatever the rules
+    ((), STATE_FILE_NAME, False, True),
+    ((("-I", "*"),), STATE_FILE_NAME, False, True),
+    ((), "sub/" + STATE_FILE_NAME, False, False),  # only the root one is the state file
+    ((), TEMP_PREFIX + "1a2b-x.txt", False, True),
+    ((("-i", "."),), "a/b/" + TEMP_PREFIX + "1a2b-x.txt", False, True),
+    ((), "a/x" + TEMP_PREFIX, False, False),
+]
+
+
+@pytest.mark.parametrize(("opts", "relpath", "is_dir", "excluded"), CASES)
+def test_excludes(opts: Opts, relpath: str, is_dir: bool, excluded: bool) -> None:
+    assert fs(opts).excludes(relpath, is_dir=is_dir) is excluded
+
+
+# lftp's mirror:exclude-regex default, (^|/)(\.in\.|\.nfs): (rules, relpath, excluded)
+DEFAULT_CASES: list[tuple[Opts, str, bool]] = [
+    ((("-X", "*.bak"),), ".in.part", True),
+    ((("-X", "*.bak"),), "sub/.nfs0001", True),
+    ((("-X", "*.bak"),), "a.in.x", False),  # ".in." must start a component
+    ((("-X", "*.bak"),), "x.txt", False),
+    ((("-X", "*.bak"), ("-I", ".in.keep")), ".in.keep", False),  # an include overrides it
+    ((("-I", "*"),), ".in.part", False),  # not added before an include
+    ((), ".in.part", False),  # lftp 4.9.2 does not add it when there are no rules
+]
+
+
+@pytest.mark.parametrize(("opts", "relpath", "excluded"), DEFAULT_CASES)
+def test_lftp_default_excludes(opts: Opts, relpath: str, excluded: bool) -> None:
+    assert fs(opts, defaults=True).excludes(relpath, is_dir=False) is excluded
+    assert not fs(opts).excludes(relpath, is_dir=False)  # off by default
+
+
+def test_default_exclude_regex_is_lftps() -> None:
+    assert LFTP_DEFAULT_EXCLUDE_REGEX == r"(^|/)(\.in\.|\.nfs)"
+
+
+@pytest.mark.parametrize(
+    ("relpath", "expected"),
+    [
+        (STATE_FILE_NAME, True),
+        ("a/" + STATE_FILE_NAME, False),
+        (TEMP_PREFIX + "x", True),
+        ("a/b/" + TEMP_PREFIX + "x", True),
+        ("a/b/x" + TEMP_PREFIX, False),
+        (TEMP_PREFIX.rstrip("-"), False),
+        ("a.txt", False),
+    ],
+)
+def test_always_excluded(relpath: str, expected: bool) -> None:
+    assert always_excluded(relpath) is expected
+    assert FilterSet.always_excluded(relpath) is expected
+    assert FilterSet.empty().excludes(relpath, is_dir=False) is expected
+
+
+# --- invalid patterns ------------------------------------------------------------
+
+BAD: list[tuple[str, str, str]] = [
+    ("-x", "(", "missing )"),
+    ("-x", "[a-", "unmatched ["),
+    ("-x", "*.bak", "nothing to repeat"),  # a glob given to -x: glibc refuses it too
+    ("-x", "a\\", "trailing backslash"),
+    ("-x", "[z-a]", "invalid range"),
+    ("-x", "[[:nope:]]", "unknown character class"),
+    ("-x", "", "empty regular expression"),
+    ("-X", "", "empty glob pattern"),
+    ("-X", "abc\\", "lone backslash"),
+    ("-X", "[[:nope:]]", "unknown character class"),
+    ("-X", "[a-[:digit:]]", "cannot end a range"),
+    ("-X", "[[.ab.]]", "collating element"),
+]
+
+
+@pytest.mark.parametrize(("option", "pattern", "problem"), BAD)
+def test_invalid_pattern(option: str, pattern: str, problem: str) -> None:
+    with pytest.raises(UsageError) as info:
+        Rule.from_option(option, pattern)
+    line = info.value.user_line()
+    assert problem in line
+    assert "\n" not in line
+    if pattern:
+        assert repr(pattern) in line  # the message names the pattern
+    assert info.value.exit_code == 2
+
+
+def test_invalid_rule_fields() -> None:
+    with pytest.raises(UsageError, match="unknown filter option"):
+        Rule.from_option("--exclude-regex", "x")
+    with pytest.raises(UsageError, match="action"):
+        Rule("drop", "x", "glob")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="syntax"):
+        Rule("exclude", "x", "pcre")  # type: ignore[arg-type]
+
+
+# --- the API ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "action", "syntax"),
+    [
+        ("-x", "exclude", "regex"),
+        ("--exclude", "exclude", "regex"),
+        ("-i", "include", "regex"),
+        ("--include", "include", "regex"),
+        ("-X", "exclude", "glob"),
+        ("--exclude-glob", "exclude", "glob"),
+        ("-I", "include", "glob"),
+        ("--include-glob", "include", "glob"),
+    ],
+)
+def test_from_option(option: str, action: str, syntax: str) -> None:
+    rule = Rule.from_option(option, "a")
+    assert (rule.action, rule.pattern, rule.syntax) == (action, "a", syntax)
+
+
+def test_rule_value_semantics() -> None:
+    a = Rule("exclude", ".*", "glob")
+    b = Rule("exclude", ".*", "glob")
+    assert a == b
+    assert hash(a) == hash(b)
+    assert a != Rule("include", ".*", "glob")
+    assert "compiled" not in repr(a)
+    assert a.matches(".env")
+    assert not a.matches("a/")  # the directory form
+    with pytest.raises(AttributeError):
+        a.pattern = "x"  # type: ignore[misc]
+
+
+def test_filterset_keeps_rules_in_order() -> None:
+    rules = [Rule("exclude", "*.log", "glob"), Rule("include", "keep.log", "glob")]
+    f = FilterSet.from_rules(iter(rules))  # any iterable, consumed once
+    assert f.rules == tuple(rules)
+    assert "keep.log" in repr(f)
+    assert FilterSet.empty().rules == ()
+
+
+def test_empty_filterset_excludes_nothing_else() -> None:
+    f = FilterSet.empty()
+    assert not f.excludes("a", is_dir=True)
+    assert not f.excludes(".git", is_dir=True)
+    assert not f.excludes("a/.env", is_dir=False)
+
+
+# --- differential checks against glibc, which lftp uses ---------------------------
+
+_LIBC_NAME = ctypes.util.find_library("c")
+glibc_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or _LIBC_NAME is None,
+    reason="compares with glibc's fnmatch/regcomp",
+)
+
+
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(_LIBC_NAME)
+    if not hasattr(libc, "gnu_get_libc_version"):
+        pytest.skip("not glibc")
+    return libc
+
+
+@glibc_only
+def test_glob_translation_matches_glibc_fnmatch() -> None:
+    libc = _libc()
+    fnm_pathname = 1
+    tokens = ["a", "b", ".", "/", "*", "?", "[", "]", "!", "^", "-", "\\", "[:alpha:]", "1"]
+    chars = ["a", "b", ".", "/", "1", "-", "]", "[", "!", "\\", "^", "*"]
+    rng = random.Random(1)
+    checked = 0
+    for _ in range(4000):
+        pattern = "".join(rng.choice(tokens) for _ in range(rng.randint(1, 6)))
+        if "\\/" in pattern:
+            continue  # glibc quirk: "*\/" never matches; nobody escapes a "/"
+        try:
+            rx = _compile(_glob_to_regex(pattern))
+        except _PatternError:
+            continue  # patterns refused here never match in glibc either
+        for _ in range(5):
+            s = "".join(rng.choice(chars) for _ in range(rng.randint(0, 5)))
+            expected = libc.fnmatch(pattern.encode(), s.encode(), fnm_pathname) == 0
+            assert (rx.fullmatch(s) is not None) is expected, (pattern, s)
+            checked += 1
+    assert checked > 10000
+
+
+@glibc_only
+def test_regex_translation_matches_glibc_regexec() -> None:
+    libc = _libc()
+    reg_extended, reg_nosub = 1, 8
+    tokens = ["a", "b", ".", "/", "^", "$", "[", "]", "(", ")", "|", "*", "+", "?", "-"]
+    tokens += ["[:alpha:]", "1", "\\.", "\\<", "\\>", "{2}", "é"]
+    chars = ["a", "b", ".", "/", "1", "-", "]", "[", "é", "ab", "^", "$"]
+    rng = random.Random(2)
+    checked = 0
+    for _ in range(3000):
+        pattern = "".join(rng.choice(tokens) for _ in range(rng.randint(1, 6)))
+        compiled = ctypes.create_string_buffer(1024)  # larger than any regex_t
+        if libc.regcomp(compiled, pattern.encode(), reg_extended | reg_nosub) != 0:
+            continue
+        try:
+            # Everything glibc accepts must be accepted here.
+            rx = _compile(_ere_to_python(pattern))
+            for _ in range(5):
+                s = "".join(rng.choice(chars) for _ in range(rng.randint(0, 5)))
+                expected = libc.regexec(compiled, s.encode(), 0, None, 0) == 0
+                assert (rx.search(s) is not None) is expected, (pattern, s)
+                checked += 1
+        finally:
+            libc.regfree(compiled)
+    assert checked > 5000
+
+
+def test_translation_output_is_plain_python_regex() -> None:
+    # Nothing in a translated bracket may look like a nested set to Python.
+    for pattern in ["[[]", "[a-]", "[&&]", "[--]", "[~~]", "[||]"]:
+        re.compile(_glob_to_regex(pattern))
+        re.compile(_ere_to_python(pattern))

@@ -1,0 +1,399 @@
+"""Scanning SRC: what goes into LocalTree, what becomes a problem line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from asyncmirror.errors import UsageError
+from asyncmirror.filters import STATE_FILE_NAME, TEMP_PREFIX, FilterSet, Rule
+from asyncmirror.local import display_path, scan
+
+_REAL_SCANDIR = os.scandir  # kept before any test patches it
+
+SEED = FilterSet.from_rules([Rule("exclude", ".*", "glob"), Rule("exclude", ".*/", "glob")])
+NONE = FilterSet.empty()
+
+
+def write(root: Path, rel: str, data: bytes = b"") -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_plain_tree(tmp_path: Path) -> None:
+    write(tmp_path, "a.txt", b"hello")
+    write(tmp_path, "sub/b.bin", b"\0" * 1000)
+    tree = scan(str(tmp_path), NONE)
+    assert tree.root == str(tmp_path)
+    assert set(tree.files) == {"a.txt", "sub/b.bin"}
+    assert tree.dirs == {"sub"}
+    assert tree.problems == []
+    a = tree.files["a.txt"]
+    st = os.stat(tmp_path / "a.txt")
+    assert (a.path, a.size, a.mtime) == ("a.txt", 5, st.st_mtime)
+    assert isinstance(a.mtime, float)
+    assert a.abspath == str(tmp_path / "a.txt")
+    assert tree.files["sub/b.bin"].size == 1000
+
+
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "with space.txt",
+        "dir with space/file  two.txt",
+        "café/menü.txt",
+        "日本語/ファイル.txt",
+        "emoji 🎉.txt",
+        "-leading-dash",
+        "-dir/--x",
+        "tab\tname",
+        "percent%20and#hash?.txt",
+        "back\\slash",
+    ],
+)
+def test_names(tmp_path: Path, rel: str) -> None:
+    write(tmp_path, rel, b"x")
+    tree = scan(str(tmp_path), NONE)
+    assert set(tree.files) == {rel}
+    assert tree.files[rel].abspath == str(tmp_path / rel)
+    assert tree.problems == []
+
+
+def test_empty_files_and_nested_empty_dirs(tmp_path: Path) -> None:
+    write(tmp_path, "empty")
+    (tmp_path / "e1/e2/e3").mkdir(parents=True)
+    (tmp_path / "lonely").mkdir()
+    tree = scan(str(tmp_path), NONE)
+    assert tree.files["empty"].size == 0
+    assert tree.dirs == {"e1", "e1/e2", "e1/e2/e3", "lonely"}
+    assert "" not in tree.dirs
+
+
+def test_seed_rules_leave_out_dotfiles_at_any_depth(tmp_path: Path) -> None:
+    for rel in [".env", "a/.hidden", "a/b/.htaccess", ".git/config", "a/.cache/x/y", "ok.txt"]:
+        write(tmp_path, rel)
+    write(tmp_path, "a/b/c.txt")
+    (tmp_path / "a/.empty-dot-dir").mkdir()
+    tree = scan(str(tmp_path), SEED)
+    assert set(tree.files) == {"ok.txt", "a/b/c.txt"}
+    assert tree.dirs == {"a", "a/b"}
+    assert tree.problems == []
+
+
+def test_excluded_directory_is_not_entered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, "keep/a.txt")
+    write(tmp_path, "skip/deep/b.txt")
+    opened: list[str] = []
+    real = os.scandir
+
+    def recording(path: str) -> object:
+        opened.append(path)
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", recording)
+    tree = scan(str(tmp_path), FilterSet.from_rules([Rule("exclude", "skip/", "glob")]))
+    assert set(tree.files) == {"keep/a.txt"}
+    assert not any("skip" in p for p in opened)
+
+
+def test_include_rules_still_descend(tmp_path: Path) -> None:
+    write(tmp_path, "a/b/keep.txt")
+    write(tmp_path, "a/b/drop.log")
+    tree = scan(str(tmp_path), FilterSet.from_rules([Rule("include", "*.txt", "glob")]))
+    assert set(tree.files) == {"a/b/keep.txt"}
+    assert tree.dirs == {"a", "a/b"}
+
+
+def test_own_files_are_never_scanned(tmp_path: Path) -> None:
+    write(tmp_path, STATE_FILE_NAME)
+    write(tmp_path, f"sub/{TEMP_PREFIX}1234-x.txt")
+    write(tmp_path, f"sub/{STATE_FILE_NAME}")  # only the root one is asyncmirror's
+    tree = scan(str(tmp_path), NONE)
+    assert set(tree.files) == {f"sub/{STATE_FILE_NAME}"}
+
+
+def test_file_symlink_uses_target_size_and_mtime(tmp_path: Path) -> None:
+    target = write(tmp_path, "real/data.bin", b"x" * 123)
+    os.utime(target, (1_600_000_000.5, 1_600_000_000.5))
+    (tmp_path / "link.bin").symlink_to("real/data.bin")
+    tree = scan(str(tmp_path), NONE)
+    link = tree.files["link.bin"]
+    assert (link.size, link.mtime) == (123, 1_600_000_000.5)
+    assert link.abspath == str(tmp_path / "link.bin")  # the link; open() follows it
+    assert Path(link.abspath).read_bytes() == b"x" * 123
+
+
+def test_directory_symlink_is_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    write(outside, "x/y.txt", b"1")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "linked").symlink_to(outside, target_is_directory=True)
+    tree = scan(str(src), NONE)
+    assert set(tree.files) == {"linked/x/y.txt"}
+    assert tree.dirs == {"linked", "linked/x"}
+    assert tree.files["linked/x/y.txt"].abspath == str(src / "linked/x/y.txt")
+
+
+def test_directory_symlink_loop_is_reported_once(tmp_path: Path) -> None:
+    write(tmp_path, "a/b/f.txt")
+    (tmp_path / "a/b/up").symlink_to("../..", target_is_directory=True)  # back to the root
+    (tmp_path / "a/self").symlink_to(".", target_is_directory=True)
+    tree = scan(str(tmp_path), NONE)
+    assert set(tree.files) == {"a/b/f.txt"}
+    assert tree.dirs == {"a", "a/b"}
+    problems = dict(tree.problems)
+    assert set(problems) == {"a/b/up", "a/self"}
+    assert "SRC itself" in problems["a/b/up"]
+    assert "already scanned as a" in problems["a/self"]
+
+
+def test_two_links_to_one_directory_scan_it_once(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    write(shared, "s.txt")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "l1").symlink_to(shared)
+    (src / "l2").symlink_to(shared)
+    tree = scan(str(src), NONE)
+    assert set(tree.files) == {"l1/s.txt"}  # the smaller name, whatever readdir says
+    assert tree.problems == [("l2", "symbolic link to a directory already scanned as l1; skipped")]
+
+
+def test_real_directory_wins_over_a_link_to_it(tmp_path: Path) -> None:
+    write(tmp_path, "z-real/f.txt")
+    (tmp_path / "a-link").symlink_to("z-real")  # met first in sorted order
+    (tmp_path / "m/deeper-link").parent.mkdir()
+    (tmp_path / "m/deeper-link").symlink_to("../z-real")
+    tree = scan(str(tmp_path), NONE)
+    assert set(tree.files) == {"z-real/f.txt"}
+    assert tree.dirs == {"z-real", "m"}
+    assert sorted(tree.problems) == [
+        ("a-link", "symbolic link to a directory already scanned as z-real; skipped"),
+        ("m/deeper-link", "symbolic link to a directory already scanned as z-real; skipped"),
+    ]
+
+
+def test_broken_and_looping_symlinks_are_problems(tmp_path: Path) -> None:
+    write(tmp_path, "ok.txt")
+    (tmp_path / "dangling").symlink_to("does-not-exist")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub/me").symlink_to("me")
+    tree = scan(str(tmp_path), NONE)
+    assert set(tree.files) == {"ok.txt"}
+    problems = dict(tree.problems)
+    assert problems["dangling"] == "broken symbolic link"
+    assert "loop" in problems["sub/me"]
+
+
+def test_excluded_broken_symlink_is_silent(tmp_path: Path) -> None:
+    (tmp_path / ".dangling").symlink_to("nowhere")
+    assert scan(str(tmp_path), SEED).problems == []
+
+
+def test_fifo_is_skipped_with_a_problem(tmp_path: Path) -> None:
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs here")
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "to-pipe").symlink_to("pipe")
+    tree = scan(str(tmp_path), NONE)
+    assert tree.files == {}
+    problems = dict(tree.problems)
+    assert problems["pipe"].startswith("a FIFO")
+    assert problems["to-pipe"].startswith("symbolic link to a FIFO")
+
+
+@pytest.mark.parametrize("name", ["line\nbreak.txt", "carriage\rreturn.txt"])
+def test_names_ftp_cannot_carry(tmp_path: Path, name: str) -> None:
+    write(tmp_path, name)
+    write(tmp_path, "ok.txt")
+    tree = scan(str(tmp_path), NONE)
+    assert set(tree.files) == {"ok.txt"}
+    [(shown, why)] = tree.problems
+    assert "\n" not in shown  # printable on one line
+    assert "\r" not in shown
+    assert "line break" in why
+
+
+def test_directory_name_with_line_break_is_not_entered(tmp_path: Path) -> None:
+    write(tmp_path, "bad\ndir/inside.txt")
+    tree = scan(str(tmp_path), NONE)
+    assert tree.files == {}
+    assert tree.dirs == set()
+    assert tree.problems == [("bad\\ndir", tree.problems[0][1])]
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="macOS refuses non-UTF-8 names")
+def test_name_not_utf8(tmp_path: Path) -> None:
+    raw = os.path.join(os.fsencode(tmp_path), b"caf\xe9.txt")  # Latin-1 "café"
+    try:
+        fd = os.open(raw, os.O_CREAT | os.O_WRONLY, 0o644)
+    except OSError:
+        pytest.skip("the file system refuses non-UTF-8 names")
+    os.close(fd)
+    write(tmp_path, "ok.txt")
+    tree = scan(str(tmp_path), NONE)
+    assert set(tree.files) == {"ok.txt"}
+    assert tree.problems == [("caf\\xe9.txt", "name is not valid UTF-8")]
+
+
+def test_unreadable_directory_is_a_problem_and_the_scan_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Simulated: the tests may run as root, for whom chmod 000 changes nothing.
+    write(tmp_path, "locked/secret.txt")
+    write(tmp_path, "open/a.txt")
+    real = os.scandir
+    locked = str(tmp_path / "locked")
+
+    def scandir(path: str) -> object:
+        if path == locked:
+            raise PermissionError(13, "Permission denied", path)
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    tree = scan(str(tmp_path), NONE)
+    assert set(tree.files) == {"open/a.txt"}
+    assert tree.dirs == {"locked", "open"}  # it exists; its contents are unknown
+    assert tree.problems == [("locked", "directory cannot be read: permission denied")]
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads everything")
+def test_unreadable_directory_for_real(tmp_path: Path) -> None:
+    write(tmp_path, "locked/secret.txt")
+    (tmp_path / "locked").chmod(0)
+    try:
+        tree = scan(str(tmp_path), NONE)
+    finally:
+        (tmp_path / "locked").chmod(0o755)
+    assert tree.files == {}
+    assert tree.problems == [("locked", "directory cannot be read: permission denied")]
+
+
+def test_unreadable_root_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def scandir(path: str) -> object:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(UsageError, match="cannot be read"):
+        scan(str(tmp_path), NONE)
+
+
+def test_missing_root(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope")
+    with pytest.raises(UsageError) as info:
+        scan(missing, NONE)
+    assert info.value.message == f"source directory {missing!r} does not exist"
+    assert info.value.hint
+    assert info.value.exit_code == 2
+
+
+def test_root_below_a_file(tmp_path: Path) -> None:
+    write(tmp_path, "file")
+    with pytest.raises(UsageError, match="does not exist"):
+        scan(str(tmp_path / "file" / "sub"), NONE)
+
+
+def test_root_is_a_file(tmp_path: Path) -> None:
+    path = str(write(tmp_path, "file.txt"))
+    with pytest.raises(UsageError) as info:
+        scan(path, NONE)
+    assert info.value.message == f"source directory {path!r} is not a directory"
+    assert info.value.hint
+
+
+def test_root_is_a_symlink_to_a_directory(tmp_path: Path) -> None:
+    write(tmp_path, "real/a.txt")
+    (tmp_path / "alias").symlink_to("real")
+    tree = scan(str(tmp_path / "alias"), NONE)
+    assert set(tree.files) == {"a.txt"}
+    assert tree.files["a.txt"].abspath == str(tmp_path / "alias" / "a.txt")
+
+
+def test_relative_root_gives_absolute_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, "site/index.html")
+    monkeypatch.chdir(tmp_path)
+    tree = scan("site", NONE)
+    assert tree.root == str(tmp_path / "site")
+    assert tree.files["index.html"].abspath == str(tmp_path / "site" / "index.html")
+
+
+def _stack_depth() -> int:
+    depth, frame = 0, sys._getframe()
+    while frame is not None:
+        depth, frame = depth + 1, frame.f_back  # type: ignore[assignment]
+    return depth
+
+
+def test_deep_tree_has_no_recursion_limit(tmp_path: Path) -> None:
+    # A tree deeper than the recursion limit allows (kept small: os.makedirs and
+    # pytest's cleanup are themselves recursive).
+    depth = 200
+    path = tmp_path
+    for _ in range(depth):
+        path = path / "d"
+        path.mkdir()
+    write(path, "leaf.txt")
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(_stack_depth() + 50)
+    try:
+        tree = scan(str(tmp_path), NONE)
+    finally:
+        sys.setrecursionlimit(old)
+    rel = "/".join(["d"] * depth)
+    assert set(tree.files) == {rel + "/leaf.txt"}
+    assert len(tree.dirs) == depth
+
+
+class _VanishingIterator:
+    """A scandir iterator that deletes each *victim* just before handing out its entry."""
+
+    def __init__(self, path: str, victims: set[str]) -> None:
+        self._it = _REAL_SCANDIR(path)
+        self._victims = victims
+
+    def __enter__(self) -> _VanishingIterator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._it.close()
+
+    def __iter__(self) -> _VanishingIterator:
+        return self
+
+    def __next__(self) -> os.DirEntry[str]:
+        entry = next(self._it)
+        if entry.name in self._victims:
+            os.unlink(entry.path)
+        return entry
+
+
+def test_file_vanishing_during_the_scan_is_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, "stays.txt")
+    write(tmp_path, "gone.txt")
+    monkeypatch.setattr(os, "scandir", lambda p: _VanishingIterator(p, {"gone.txt"}))
+    tree = scan(str(tmp_path), NONE)
+    assert set(tree.files) == {"stays.txt"}
+    assert tree.problems == []
+
+
+@pytest.mark.parametrize(
+    ("relpath", "shown"),
+    [
+        ("plain/a.txt", "plain/a.txt"),
+        ("café", "café"),
+        ("a\nb\rc", "a\\nb\\rc"),
+        (os.fsdecode(b"caf\xe9"), "caf\\xe9"),
+    ],
+)
+def test_display_path(relpath: str, shown: str) -> None:
+    assert display_path(relpath) == shown
