@@ -98,7 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="also replace remote files that are newer but differ in time",
     )
     g.add_argument("--delete", action="store_true", help="delete remote files absent locally")
+    g.add_argument(
+        "--max-delete",
+        type=int,
+        metavar="N",
+        help="with --delete: delete nothing (exit 1) if more than N deletions are planned",
+    )
     g.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    g.add_argument(
+        "--no-state",
+        dest="state",
+        action="store_false",
+        help="do not keep the content-hash state file (.asyncmirror-state.json) in DST",
+    )
+    g.add_argument("--state-file", metavar="PATH", help="keep the state file locally at PATH")
     g.add_argument(
         "--atomic", action="store_true", help="upload to a temporary name and rename into place"
     )
@@ -290,6 +303,9 @@ async def run(args: argparse.Namespace, target: Target, events: Events, stream: 
         jobs=args.jobs,
         rules=_rules(args),
         delete=args.delete,
+        max_delete=args.max_delete,
+        state=args.state,
+        state_file=args.state_file,
         dry_run=args.dry_run,
         only_newer=args.only_newer,
         atomic=args.atomic,

@@ -42,16 +42,17 @@ class DataStats:
     bytes: int = 0
     reused: bool = False
     sha256: str = ""
+    opened: bool = False
 
 
 @contextlib.asynccontextmanager
 async def _open(
-    session: Session, command: str, address: tuple[str, int]
+    session: Session, command: str, address: tuple[str, int], stats: DataStats | None = None
 ) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter, DataStats]]:
     """Send ``command`` and bring up its TLS data connection concurrently."""
     timeout = session.config.timeout
     host, port = address
-    stats = DataStats()
+    stats = stats if stats is not None else DataStats()
 
     async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         reader, writer = await transport.open_tcp(host, port, timeout)
@@ -94,6 +95,7 @@ async def _open(
         reply = await reply_task
         session.check(command, reply, "1")
         stats.reused = transport.session_reused(writer)
+        stats.opened = True  # from here on the server may hold a partial file
         yield reader, writer, stats
     except BaseException:
         for task in (reply_task, data_task):
@@ -137,7 +139,11 @@ async def _finish(session: Session, command: str, writer: asyncio.StreamWriter) 
 
 
 async def upload(
-    session: Session, remote_path: str, source: str | bytes, address: tuple[str, int]
+    session: Session,
+    remote_path: str,
+    source: str | bytes,
+    address: tuple[str, int],
+    stats: DataStats | None = None,
 ) -> DataStats:
     """``STOR`` a local file (``source`` is its path) or in-memory bytes to ``remote_path``.
 
@@ -149,7 +155,7 @@ async def upload(
     command = f"STOR {remote_path}"
     digest = hashlib.sha256()
     if isinstance(source, bytes):
-        async with _open(session, command, address) as (_, writer, stats):
+        async with _open(session, command, address, stats) as (_, writer, stats):
             with transport.translate_errors(f"upload {remote_path}"):
                 writer.write(source)
                 stats.bytes = len(source)
@@ -165,7 +171,7 @@ async def upload(
     except OSError as exc:
         raise errors.LocalFileError(f"cannot read {source}: {exc.strerror}") from None
     try:
-        async with _open(session, command, address) as (_, writer, stats):
+        async with _open(session, command, address, stats) as (_, writer, stats):
             with transport.translate_errors(f"upload {remote_path}"):
                 while True:
                     try:

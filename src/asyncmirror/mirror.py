@@ -26,7 +26,7 @@ from . import datachannel, errors, local, remote
 from . import state as state_mod
 from .entries import LocalFile, LocalTree, RemoteTree
 from .filters import TEMP_PREFIX, FilterSet, Rule
-from .planner import Plan, PlanOptions, Upload, make_plan
+from .planner import Plan, PlanOptions, Reason, Upload, make_plan
 from .pool import Pool, backoff
 from .replies import Reply, format_mfmt, parse_size
 from .report import Events, Failure, Report
@@ -451,11 +451,16 @@ class _Run:
                 if atomic
                 else target
             )
+            stats = datachannel.DataStats()
             try:
-                stats = await datachannel.upload(session, stored, up.local.abspath, address)
+                await datachannel.upload(session, stored, up.local.abspath, address, stats)
             except errors.AsyncMirrorError:
                 if atomic and not session.broken:
                     await _forget(session, stored)
+                elif stats.opened or up.reason is Reason.NEW:
+                    # If this file fails for good, what the server holds under its
+                    # name is partial (or an empty stub): remove it then.
+                    partial.add(up.path)
                 raise
             lines: list[str] = []
             expect: list[tuple[str, str]] = []
@@ -492,12 +497,14 @@ class _Run:
             quirks.mtime_command = "MFMT"  # tried first; _learn_mtime falls back
 
         snapshot_queued = False
+        partial: set[str] = set()
 
         def done(up: Upload | _Snapshot) -> None:
             nonlocal snapshot_queued
             if isinstance(up, _Snapshot):
                 snapshot_queued = False
                 return
+            partial.discard(up.path)
             self.report.uploaded += 1
             self.events.uploaded(up, up.size)
             if self._state_due() and not snapshot_queued and not self.state_file:
@@ -531,7 +538,32 @@ class _Run:
             on_failed=failed,
             on_retry=retrying,
         )
-        return await workers.run(sessions, list(uploads))
+        sessions = await workers.run(sessions, list(uploads))
+        doomed = sorted(p for p in partial if any(f.path == p for f in self.report.failed))
+        if doomed:
+            if not sessions:
+                sessions = [await self.pool.open_session(replacing=True)]
+            sessions[0] = await self._remove_partial(sessions[0], base, doomed)
+        return sessions
+
+    async def _remove_partial(self, session: Session, base: str, paths: list[str]) -> Session:
+        """Never leave a truncated file behind as if it were done."""
+
+        def on_reply(path: str, reply: Reply) -> None:
+            if reply.is_complete:
+                self._note(f"removed the partial upload of {path} from the server")
+
+        try:
+            return await run_batch(
+                self.pool,
+                session,
+                [(f"DELE {remote.remote_join(base, p)}", p) for p in paths],
+                retries=self.retries,
+                on_reply=on_reply,
+            )
+        except errors.RetryableError as exc:
+            self._note(f"could not remove partial uploads: {exc.user_line()}")
+            return session
 
     # --- deletions ------------------------------------------------------------
 
