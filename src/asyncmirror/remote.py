@@ -66,9 +66,6 @@ async def list_tree(
     workers: Workers[DirJob]
 
     async def handle(session: Session, job: DirJob, address: tuple[str, int]) -> None:
-        if _parent_missing(job.rel, missing):
-            missing.add(job.rel)
-            return
         path = remote_join(base, job.rel)
         use_mlsd = session.quirks.mlsd is not False
         command = f"MLSD {path}" if use_mlsd else f"LIST -a {path}"
@@ -113,6 +110,7 @@ async def list_tree(
         retries=retries,
         on_done=lambda _job: None,
         on_failed=lambda job, exc: failures.append((job.rel, exc)),
+        skip=lambda job: _parent_missing(job.rel, missing),
     )
     # Parents first so that a missing parent spares its children a round trip.
     sessions = await workers.run(sessions, jobs)

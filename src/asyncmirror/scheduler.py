@@ -118,6 +118,7 @@ class Workers(Generic[J]):
         on_done: Callable[[J], None],
         on_failed: Callable[[J, errors.AsyncMirrorError], None],
         on_retry: Callable[[J, errors.AsyncMirrorError, int], None] | None = None,
+        skip: Callable[[J], bool] | None = None,
     ) -> None:
         self.pool = pool
         self.handler = handler
@@ -125,6 +126,8 @@ class Workers(Generic[J]):
         self.on_done = on_done
         self.on_failed = on_failed
         self.on_retry = on_retry or (lambda _j, _e, _n: None)
+        #: ``skip(job)``: decided without I/O that the job has nothing to do.
+        self.skip = skip or (lambda _j: False)
         self._attempts: dict[int, int] = {}
         self.queue: JobQueue[J] = JobQueue(())
 
@@ -148,6 +151,9 @@ class Workers(Generic[J]):
         pending: tuple[J, Deferred] | None = None
         while True:
             job = self.queue.get_nowait()
+            while job is not None and self.skip(job):
+                self._succeeded(job)
+                job = self.queue.get_nowait()
             if job is None and pending is None:
                 job = await self.queue.get()
                 if job is None:

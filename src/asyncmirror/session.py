@@ -136,9 +136,16 @@ class Session:
         if reply.code not in ("230", "202"):
             self._raise_reply("login", reply)
 
-        await self.send("PBSZ 0", "PROT P", "TYPE I")
-        for command in ("PBSZ 0", "PROT P", "TYPE I"):
+        # One round trip for all of these; PWD only while the home is unknown.
+        ask_home = self.quirks.home is None
+        setup = ("PBSZ 0", "PROT P", "TYPE I") + (("PWD",) if ask_home else ())
+        await self.send(*setup)
+        for command in setup:
             reply = await self.read_reply()
+            if command == "PWD":
+                if reply.code == "257" and self.quirks.home is None:
+                    self.quirks.home = parse_pwd(reply.text)
+                continue
             if reply.code == "421":
                 self._raise_reply(command, reply)
             if not reply.is_complete and command != "PBSZ 0":
@@ -146,10 +153,6 @@ class Session:
                     f"{where} refused {command} ({reply.code} {reply.text})",
                     hint="the server does not protect data connections with TLS",
                 )
-        if self.quirks.home is None:
-            reply = await self.command("PWD")
-            if reply.code == "257":
-                self.quirks.home = parse_pwd(reply.text)
 
     async def _explain_certificate(self, exc: errors.CertificateError) -> errors.CertificateError:
         """Add the server certificate's fingerprint and the ways out to the error."""
