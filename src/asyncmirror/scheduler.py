@@ -148,8 +148,30 @@ class Workers(Generic[J]):
         return survivors
 
     async def _worker(self, session: Session | None, survivors: list[Session]) -> None:
+        current: list[Session | None] = [session]  # the worker's session, as replaced
+        try:
+            session = await self._work(current)
+        except BaseException:
+            # Cancelled or failed mid-operation: the session's state is unknown,
+            # so drop it at once instead of waiting for a polite QUIT.
+            if current[0] is not None:
+                self.pool.discard(current[0])
+            raise
+        if session is not None and not session.broken:
+            survivors.append(session)
+        elif session is not None:
+            self.pool.discard(session)
+
+    async def _work(self, current: list[Session | None]) -> Session | None:
+        session = current[0]
         pending: tuple[J, Deferred] | None = None
+        me = asyncio.current_task()
         while True:
+            if me is not None and me.cancelling():
+                # On Python 3.11 asyncio.wait_for() (used by aioftp's stream
+                # timeouts) can swallow a cancellation that races with a
+                # completed read; honour it here instead of taking more work.
+                raise asyncio.CancelledError
             job = self.queue.get_nowait()
             while job is not None and self.skip(job):
                 self._succeeded(job)
@@ -165,8 +187,8 @@ class Workers(Generic[J]):
                 if session is None or session.broken:
                     if session is not None:
                         self.pool.discard(session)
-                    session = None
-                    session = await self.pool.open_session(replacing=True)
+                    session = current[0] = None
+                    session = current[0] = await self.pool.open_session(replacing=True)
                 lines = pending[1].lines if pending else []
                 if job is not None:
                     await session.send(*lines, "PASV" if session.quirks.epsv is False else "EPSV")
@@ -190,17 +212,14 @@ class Workers(Generic[J]):
             except Retired:
                 for j in unsettled:
                     self.queue.give_back(j)
-                return
+                return None
             except errors.FatalError:
                 raise
             except errors.AsyncMirrorError as exc:
                 pending = None
                 for j in unsettled:
                     self._attempt_failed(j, exc)
-        if session is not None and not session.broken:
-            survivors.append(session)
-        elif session is not None:
-            self.pool.discard(session)
+        return session
 
     def _settle(self, job: J, deferred: Deferred, replies: list[Reply]) -> None:
         try:
