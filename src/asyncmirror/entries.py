@@ -18,7 +18,7 @@ class Kind(StrEnum):
     OTHER = "other"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a scan makes 100,000 of them, frozen __init__ is slow
 class LocalFile:
     """A regular file (or a symlink to one) under SRC."""
 
@@ -28,7 +28,7 @@ class LocalFile:
     abspath: str  # what to open; for a symlink, the link (open() follows it)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class LocalTree:
     """What the scan of SRC found, already filtered by the exclude rules."""
 
@@ -36,6 +36,11 @@ class LocalTree:
     files: dict[str, LocalFile] = field(default_factory=dict)
     dirs: set[str] = field(default_factory=set)  # relative dirs, never ""
     problems: list[tuple[str, str]] = field(default_factory=list)  # (path, why skipped)
+
+    def __repr__(self) -> str:
+        # Short on purpose: asyncio may repr a finished future holding a tree
+        # of 100,000 files, and a full repr costs seconds.
+        return f"<LocalTree {self.root!r}: {len(self.files)} files, {len(self.dirs)} dirs>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +62,7 @@ class RemoteFile:
     precision: float
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class RemoteTree:
     """What the listing of DST found.  ``exists`` is False when DST itself is missing."""
 
@@ -65,3 +70,6 @@ class RemoteTree:
     files: dict[str, RemoteFile] = field(default_factory=dict)
     dirs: set[str] = field(default_factory=set)
     others: set[str] = field(default_factory=set)  # symlinks and specials: never touched
+
+    def __repr__(self) -> str:
+        return f"<RemoteTree: {len(self.files)} files, {len(self.dirs)} dirs>"

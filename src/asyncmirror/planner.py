@@ -24,7 +24,7 @@ class Reason(StrEnum):
     ALL = "forced"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: frozen __init__ is slow for 100,000 of them
 class Upload:
     path: str
     size: int
@@ -46,7 +46,7 @@ class PlanOptions:
     excluded: Callable[[str, bool], bool] | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class Plan:
     mkdirs: list[str] = field(default_factory=list)  # parents before children
     uploads: list[Upload] = field(default_factory=list)  # largest first
@@ -54,6 +54,13 @@ class Plan:
     delete_files: list[str] = field(default_factory=list)
     delete_dirs: list[str] = field(default_factory=list)  # children before parents
     conflicts: list[Conflict] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        deletions = len(self.delete_files) + len(self.delete_dirs)
+        return (
+            f"<Plan: {len(self.uploads)} uploads, {len(self.skipped)} skipped, "
+            f"{len(self.mkdirs)} mkdirs, {deletions} deletions>"
+        )
 
     @property
     def upload_bytes(self) -> int:
