@@ -207,13 +207,13 @@ def resolve_target(args: argparse.Namespace, env: dict[str, str], *, stdin_tty: 
         path = unquote(parts.path) or "/"
 
     host = args.host or url_host
-    port = args.port or url_port
+    port = args.port if args.port is not None else url_port
     server = env.get("FTP_SERVER", "").strip()
     if not host and server:
         host, _, env_port = server.rpartition(":") if server.count(":") == 1 else (server, "", "")
         if env_port:
             try:
-                port = port or int(env_port)
+                port = port if port is not None else int(env_port)
             except ValueError:
                 raise errors.UsageError(
                     f"FTP_SERVER={server!r}: the port is not a number"
@@ -222,7 +222,7 @@ def resolve_target(args: argparse.Namespace, env: dict[str, str], *, stdin_tty: 
         raise errors.UsageError(
             "no server given", hint="set FTP_SERVER=host[:port], or use --host or an ftps:// DST"
         )
-    port = port or 21
+    port = 21 if port is None else port
     if not 0 < port < 65536:
         raise errors.UsageError(f"port {port} is out of range")
 
