@@ -101,6 +101,9 @@ async def _open(
         for task in (reply_task, data_task):
             task.cancel()
         transport.abort(writer)
+        if data_task.done() and not data_task.cancelled() and data_task.exception() is None:
+            # Connected just as we were cancelled: the result was never taken.
+            transport.abort(data_task.result()[1])
         raise
 
 

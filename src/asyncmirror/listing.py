@@ -16,7 +16,7 @@ parsed name or kind could make us touch the wrong file.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Literal
 
@@ -277,3 +277,18 @@ def parse_listing(
     else:
         raise ValueError(f"unknown listing format {fmt!r}")
     return [entry for entry in parsed if entry is not None]
+
+
+def parse_mlst_reply(lines: Sequence[str]) -> ListedEntry | None:
+    """The facts of a ``250`` reply to ``MLST path``; ``None`` when there are none.
+
+    RFC 3659 puts the facts on a line of their own that starts with a space,
+    followed by the path we asked for (which we know already, so the name in
+    the result is a placeholder).
+    """
+    for line in lines:
+        if line.startswith(" ") and "=" in line:
+            facts, sep, _ = line[1:].partition("; ")
+            if sep:
+                return parse_mlsd_line(f"{facts}; entry")
+    return None

@@ -215,25 +215,16 @@ class _Run:
             self.report.failed.append(Failure(path, why))
             self.events.failed(path, why)
 
-        base = self._remote_base()
-        remote_tree, sessions = await remote.list_tree(
-            self.pool,
-            sessions,
-            base,
-            tree.dirs,
-            recurse_unknown=self.options.delete,
-            tz=self.tz,
-            now=datetime.now(UTC),
-            retries=self.retries,
-            skip_dir=lambda d: self.filters.excludes(d, is_dir=True),
-        )
+        base = self.base = self._remote_base()
+        remote_tree, sessions = await self._look_at_remote(sessions, base, tree)
         options = self.options
         if tree.problems:
             # Never delete under a path we could not read: its contents are unknown.
             options = _protect(options, [p for p, _ in tree.problems])
         plan = make_plan(tree, remote_tree, options)
         self.report.plan = plan
-        if self.use_state:
+        if self.use_state and _may_be_unchanged(plan, remote_tree):
+            # Only worth a round trip when some upload may prove unchanged.
             sessions = await self._load_state(sessions, base, remote_tree)
             await self._apply_state(plan, tree, remote_tree)
         self.report.skipped = len(plan.skipped)
@@ -249,7 +240,8 @@ class _Run:
             self._report_dry_run(plan, mkdirs, tree)
             return
         if mkdirs:
-            sessions[0] = await self._mkdirs(sessions[0], mkdirs)
+            clear = [remote.remote_join(base, f) for f in plan.clear_first]
+            sessions[0] = await self._mkdirs(sessions[0], mkdirs, clear)
         sessions = await self._uploads(sessions, base, plan.uploads)
         if not sessions:
             sessions = [await self.pool.open_session(replacing=True)]
@@ -273,6 +265,36 @@ class _Run:
             keep = set(tree.files)
             self.state = {p: e for p, e in self.state.items() if p in keep}
             sessions[0] = await self._write_state(sessions[0])
+
+    async def _look_at_remote(
+        self, sessions: list[Session], base: str, tree: LocalTree
+    ) -> tuple[RemoteTree, list[Session]]:
+        """What DST holds: pipelined MLST of SRC's paths, or listings when that cannot do."""
+        quirks = self.pool.quirks
+        if not self.options.delete and quirks.mlst is not False:
+            try:
+                return await remote.probe_tree(
+                    self.pool,
+                    sessions,
+                    base,
+                    tree.dirs,
+                    tree.files,
+                    extra_files=[STATE_NAME] if self.use_state and not self.state_file else [],
+                    retries=self.retries,
+                )
+            except remote.MlstUnsupported:
+                quirks.mlst = False
+        return await remote.list_tree(
+            self.pool,
+            sessions,
+            base,
+            tree.dirs,
+            recurse_unknown=self.options.delete,
+            tz=self.tz,
+            now=datetime.now(UTC),
+            retries=self.retries,
+            skip_dir=lambda d: self.filters.excludes(d, is_dir=True),
+        )
 
     # --- state ----------------------------------------------------------------
 
@@ -396,20 +418,26 @@ class _Run:
             self.events.action("mkdir", d)
         for u in plan.uploads:
             self.events.action("upload", u.path, u.reason.value)
-        for f in plan.delete_files:
+        for f in plan.clear_first + plan.delete_files:
             self.events.action("delete", f)
         for d in plan.delete_dirs:
             self.events.action("rmdir", d)
         self.report.uploaded = len(plan.uploads)
         self.report.bytes_sent = plan.upload_bytes
         self.report.mkdirs = len(mkdirs)
-        self.report.deleted = len(plan.delete_files) + len(plan.delete_dirs)
+        self.report.deleted = len(plan.clear_first) + len(plan.delete_files) + len(plan.delete_dirs)
 
     # --- directories --------------------------------------------------------
 
-    async def _mkdirs(self, session: Session, paths: list[str]) -> Session:
+    async def _mkdirs(self, session: Session, paths: list[str], clear: list[str]) -> Session:
+        """Create directories, parents first, after removing files in their way."""
+
         def on_reply(path: str, reply: Reply) -> None:
-            if reply.is_complete:
+            if path in clear:
+                if reply.is_complete:
+                    self.report.deleted += 1
+                    self.events.action("delete", path)
+            elif reply.is_complete:
                 self.report.mkdirs += 1
                 self.events.action("mkdir", path)
             elif reply.is_permanent:
@@ -422,7 +450,7 @@ class _Run:
         return await run_batch(
             self.pool,
             session,
-            [(f"MKD {p}", p) for p in paths],
+            [(f"DELE {p}", p) for p in clear] + [(f"MKD {p}", p) for p in paths],
             retries=self.retries,
             on_reply=on_reply,
         )
@@ -667,3 +695,13 @@ def _read_file(path: str) -> bytes | None:
 
 def _exists(path: str) -> bool:
     return os.path.exists(path)
+
+
+def _may_be_unchanged(plan: Plan, remote_tree: RemoteTree) -> bool:
+    """Is there an upload the state file could prove unnecessary?"""
+    for u in plan.uploads:
+        if u.reason is Reason.NEWER:
+            rf = remote_tree.files.get(u.path)
+            if rf is not None and rf.size == u.size:
+                return True
+    return False

@@ -49,6 +49,7 @@ class PlanOptions:
 @dataclass(slots=True, repr=False)
 class Plan:
     mkdirs: list[str] = field(default_factory=list)  # parents before children
+    clear_first: list[str] = field(default_factory=list)  # remote files where a dir must go
     uploads: list[Upload] = field(default_factory=list)  # largest first
     skipped: list[str] = field(default_factory=list)
     delete_files: list[str] = field(default_factory=list)
@@ -97,7 +98,7 @@ def make_plan(local: LocalTree, remote: RemoteTree, options: PlanOptions = PlanO
     for d in plan.mkdirs:
         if d in remote.files or d in remote.others:
             if options.delete and d in remote.files:
-                plan.delete_files.append(d)
+                plan.clear_first.append(d)  # must go before its directory can be made
             else:
                 plan.conflicts.append(Conflict(d, "a file on the server is in the way"))
                 blocked_dirs.add(d)

@@ -13,15 +13,16 @@ know it gets ``LIST -a`` (server-local, minute-precise times, shifted by
 
 from __future__ import annotations
 
+import asyncio
 import posixpath
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 from . import datachannel, errors
-from .entries import Kind, RemoteFile, RemoteTree
-from .listing import parse_listing
-from .pool import Pool
+from .entries import Kind, ListedEntry, RemoteFile, RemoteTree
+from .listing import parse_listing, parse_mlst_reply
+from .pool import Pool, backoff
 from .scheduler import Workers
 from .session import Session
 
@@ -67,20 +68,39 @@ async def list_tree(
 
     async def handle(session: Session, job: DirJob, address: tuple[str, int]) -> None:
         path = remote_join(base, job.rel)
-        use_mlsd = session.quirks.mlsd is not False
-        command = f"MLSD {path}" if use_mlsd else f"LIST -a {path}"
+        quirks = session.quirks
+        use_mlsd = quirks.mlsd is not False
+        with_a = quirks.list_a is not False
+        # LIST -a shows dotfiles on ProFTPD and vsftpd; pyftpdlib takes -a for a path.
+        listing = f"LIST -a {path}" if with_a else f"LIST {path}"
+        command = f"MLSD {path}" if use_mlsd else listing
         try:
             data = await datachannel.fetch(session, command, address)
         except errors.PermanentReplyError as exc:
-            if use_mlsd and exc.code in UNKNOWN_COMMAND and session.quirks.mlsd is None:
-                session.quirks.mlsd = False
+            if use_mlsd and exc.code in UNKNOWN_COMMAND:
+                quirks.mlsd = False
                 raise errors.TransientReplyError(
                     exc.command, exc.code, "retrying with LIST"
+                ) from None
+            if not use_mlsd and with_a and quirks.list_a is None:
+                quirks.list_a = False
+                raise errors.TransientReplyError(
+                    exc.command, exc.code, "retrying without -a"
                 ) from None
             missing.add(job.rel)
             if job.rel == "":
                 tree.exists = False
             return
+        if not use_mlsd and with_a:
+            quirks.list_a = True
+        if not use_mlsd and job.rel == "":
+            # Some servers (vsftpd) answer LIST of a missing directory with an
+            # empty listing and 226; only CWD tells whether DST exists.
+            reply = await session.command(f"CWD {path}")
+            if not reply.is_complete:
+                missing.add("")
+                tree.exists = False
+                return
         if use_mlsd:
             session.quirks.mlsd = True
         text = data.decode("utf-8", errors="surrogateescape")
@@ -132,3 +152,112 @@ def _parent_missing(rel: str, missing: set[str]) -> bool:
         if rel in missing:
             return True
     return False
+
+
+class MlstUnsupported(Exception):
+    """The server does not know MLST: list directories instead."""
+
+
+async def probe_tree(
+    pool: Pool,
+    sessions: list[Session],
+    base: str,
+    local_dirs: Iterable[str],
+    local_files: Iterable[str],
+    *,
+    extra_files: Iterable[str] = (),
+    retries: int,
+) -> tuple[RemoteTree, list[Session]]:
+    """Ask the server about exactly the paths SRC has, with pipelined ``MLST``.
+
+    ``MLST`` answers on the control connection, so no data connection is
+    opened and the commands pipeline: hundreds of paths per round trip, spread
+    over every session.  Directories are asked first, so files whose directory
+    is missing are not asked at all.  This cannot see files that exist only on
+    the server, so ``--delete`` lists directories instead (:func:`list_tree`).
+    Raises :class:`MlstUnsupported` when the server does not know ``MLST``.
+    """
+    tree = RemoteTree()
+    dirs = ["", *sorted(local_dirs, key=lambda d: (d.count("/"), d))]
+    answers = await _mlst_many(pool, sessions, base, dirs, retries=retries)
+    missing: set[str] = set()
+    for rel, entry in answers.items():
+        if entry is None:
+            missing.add(rel)
+        elif rel == "":
+            if entry.kind is not Kind.DIR:
+                tree.exists = False
+        else:
+            _record(tree, rel, entry)
+    if "" in missing or not tree.exists:
+        tree.exists = False
+        return tree, sessions
+    present = tree.dirs
+    wanted = [
+        f
+        for f in (*local_files, *extra_files)
+        if (posixpath.dirname(f) == "" or posixpath.dirname(f) in present)
+    ]
+    answers = await _mlst_many(pool, sessions, base, wanted, retries=retries)
+    for rel, entry in answers.items():
+        if entry is not None:
+            _record(tree, rel, entry)
+    return tree, sessions
+
+
+def _record(tree: RemoteTree, rel: str, entry: ListedEntry) -> None:
+    if entry.kind is Kind.FILE:
+        tree.files[rel] = RemoteFile(rel, entry.size, entry.mtime, entry.precision)
+    elif entry.kind is Kind.DIR:
+        tree.dirs.add(rel)
+    else:
+        tree.others.add(rel)
+
+
+async def _mlst_many(
+    pool: Pool, sessions: list[Session], base: str, rels: list[str], *, retries: int
+) -> dict[str, ListedEntry | None]:
+    """``MLST`` every path, split over the sessions; ``None`` for "no such path"."""
+    out: dict[str, ListedEntry | None] = {}
+    if not rels:
+        return out
+    n = len(sessions)
+    parts = [rels[i::n] for i in range(n)]
+
+    async def run(index: int, part: list[str]) -> None:
+        attempt = 0
+        while part:
+            session = sessions[index]
+            try:
+                if session.broken:
+                    pool.discard(session)
+                    session = sessions[index] = await pool.open_session(replacing=True)
+                replies = await session.pipeline([f"MLST {remote_join(base, r)}" for r in part])
+                for rel, reply in zip(part, replies, strict=True):
+                    if reply.code in UNKNOWN_COMMAND:
+                        raise MlstUnsupported()
+                    if reply.is_transient:
+                        raise errors.TransientReplyError(f"MLST {rel}", reply.code, reply.text)
+            except errors.RetryableError:
+                attempt += 1
+                if attempt > retries:
+                    raise
+                await asyncio.sleep(backoff(attempt))
+                continue
+            for rel, reply in zip(part, replies, strict=True):
+                out[rel] = parse_mlst_reply(reply.lines) if reply.is_complete else None
+            return
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for i, part in enumerate(parts):
+                if part:
+                    tg.create_task(run(i, part))
+    except BaseExceptionGroup as group:
+        first = group.exceptions[0]
+        for e in group.exceptions:
+            if isinstance(e, MlstUnsupported | errors.FatalError):
+                first = e
+                break
+        raise first from None
+    return out

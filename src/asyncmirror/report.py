@@ -80,7 +80,7 @@ class Report:
                     {"path": u.path, "size": u.size, "reason": u.reason.value}
                     for u in self.plan.uploads
                 ],
-                "delete_files": self.plan.delete_files,
+                "delete_files": self.plan.clear_first + self.plan.delete_files,
                 "delete_dirs": self.plan.delete_dirs,
                 "conflicts": [asdict(c) for c in self.plan.conflicts],
             }

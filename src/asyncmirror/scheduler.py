@@ -191,7 +191,7 @@ class Workers(Generic[J]):
                     session = current[0] = await self.pool.open_session(replacing=True)
                 lines = pending[1].lines if pending else []
                 if job is not None:
-                    await session.send(*lines, "PASV" if session.quirks.epsv is False else "EPSV")
+                    await session.send(*lines, session.passive_command())
                 elif lines:
                     await session.send(*lines)
                 if pending is not None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import aioftp
@@ -63,6 +63,8 @@ class ServerQuirks:
     def __init__(self) -> None:
         self.epsv: bool | None = None
         self.mlsd: bool | None = None
+        self.mlst: bool | None = None
+        self.list_a: bool | None = None  # does "LIST -a PATH" work?
         self.mtime_command: str | None = None  # "MFMT", "SITE UTIME" or "" (none works)
         self.home: str | None = None
 
@@ -82,6 +84,7 @@ class Session:
         self._replies = ReplyReader()
         self.broken = False
         self.banner = ""
+        self._passive_sent = "EPSV"
 
     # --- opening ----------------------------------------------------------------
 
@@ -187,7 +190,8 @@ class Session:
         for line in lines:
             if "\r" in line or "\n" in line:
                 # A CR or LF would let a file name inject a second command.
-                raise errors.UsageError(f"refusing to send a command with CR/LF: {line[:40]!r}")
+                shown = mask_command(line)[:40]
+                raise errors.UsageError(f"refusing to send a command with CR/LF: {shown!r}")
             self._trace("->", mask_command(line))
         data = "".join(f"{line}\r\n" for line in lines).encode("utf-8")
         with self._guard(f"send {mask_command(lines[0]).split(' ')[0]}"):
@@ -205,6 +209,35 @@ class Session:
                 reply = self._replies.feed_line(line)
                 if reply is not None:
                     return reply
+
+    async def pipeline(self, lines: Sequence[str], *, chunk: int = 100) -> list[Reply]:
+        """Send all ``lines`` and return their final replies, in order.
+
+        Writing and reading run at the same time, so neither side's socket
+        buffer can fill up and deadlock the exchange however many commands
+        there are: hundreds of ``MLST`` or ``MKD`` cost about one round trip.
+        """
+
+        async def write_all() -> None:
+            for i in range(0, len(lines), chunk):
+                await self.send(*lines[i : i + chunk])
+
+        writer = asyncio.ensure_future(write_all())
+        replies: list[Reply] = []
+        try:
+            for _ in lines:
+                reply = await self.read_reply()
+                while reply.is_preliminary:
+                    reply = await self.read_reply()
+                replies.append(reply)
+            await writer
+            return replies
+        finally:
+            if not writer.done():
+                writer.cancel()
+            if len(replies) < len(lines) or not writer.done() or writer.cancelled():
+                # Replies are still on their way: this connection is out of step.
+                self.broken = True
 
     async def command(self, line: str) -> Reply:
         """Send one command and return its final (non-1xx) reply."""
@@ -237,16 +270,25 @@ class Session:
 
     # --- passive mode -----------------------------------------------------------
 
+    def passive_command(self) -> str:
+        """The passive-mode command to send next; remembered for :meth:`read_passive`.
+
+        Each session remembers what *it* sent: another session may switch the
+        shared quirk from EPSV to PASV while this one's reply is still in flight.
+        """
+        self._passive_sent = "PASV" if self.quirks.epsv is False else "EPSV"
+        return self._passive_sent
+
     async def send_passive(self) -> None:
-        await self.send("PASV" if self.quirks.epsv is False else "EPSV")
+        await self.send(self.passive_command())
 
     async def read_passive(self) -> tuple[str, int]:
-        """Read the reply to :meth:`send_passive`; fall back from EPSV to PASV once."""
+        """Read the reply to the passive command; fall back from EPSV to PASV once."""
         reply = await self.read_reply()
-        if self.quirks.epsv is not False and reply.code != "229":
+        if self._passive_sent == "EPSV" and reply.code != "229":
             if reply.is_permanent:
                 self.quirks.epsv = False  # remembered for every session of the run
-                reply = await self.command("PASV")
+                reply = await self.command(self.passive_command())
             else:
                 self.check("EPSV", reply, "229")
         if reply.code == "229":

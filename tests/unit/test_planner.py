@@ -1,0 +1,251 @@
+"""The planner: (local tree, remote tree, options) -> what to create, upload, delete.
+
+Pure, table-driven: no network, no disk, no clock.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from asyncmirror.entries import LocalFile, LocalTree, RemoteFile, RemoteTree
+from asyncmirror.planner import PlanOptions, Reason, make_plan, needs_upload
+
+T = 1_700_000_000.0  # a fixed "local mtime"
+MLSD = 1.0  # MLSD times are whole seconds
+LIST = 60.0  # LIST shows minutes
+
+
+def lf(path: str = "f.txt", size: int = 100, mtime: float = T) -> LocalFile:
+    return LocalFile(path=path, size=size, mtime=mtime, abspath=f"/src/{path}")
+
+
+def rf(
+    path: str = "f.txt", size: int | None = 100, mtime: float | None = T, precision: float = MLSD
+) -> RemoteFile:
+    return RemoteFile(path=path, size=size, mtime=mtime, precision=precision)
+
+
+def local_tree(files: dict[str, int] | None = None, dirs: set[str] | None = None) -> LocalTree:
+    files = files or {}
+    dirs = set(dirs or ())
+    for path in [*files, *(d + "/" for d in dirs)]:  # as a scan finds them: parents too
+        parts = path.split("/")[:-1]
+        dirs.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+    return LocalTree(
+        root="/src",
+        files={p: lf(p, size) for p, size in files.items()},
+        dirs=dirs,
+    )
+
+
+def remote_tree(
+    files: dict[str, int] | None = None,
+    dirs: set[str] | None = None,
+    others: set[str] | None = None,
+    *,
+    mtime: float = T,
+) -> RemoteTree:
+    files = files or {}
+    dirs = set(dirs or ())
+    for path in [*files, *(others or ())]:
+        parts = path.split("/")[:-1]
+        dirs.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+    return RemoteTree(
+        exists=True,
+        files={p: rf(p, size, mtime) for p, size in files.items()},
+        dirs=dirs,
+        others=set(others or ()),
+    )
+
+
+def dotted(path: str, is_dir: bool) -> bool:
+    """-X '.*' -X '.*/': a dot name at the end of the path."""
+    return path.rpartition("/")[2].startswith(".")
+
+
+# --- needs_upload: the one transfer rule ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("local", "remote", "only_newer", "expected"),
+    [
+        pytest.param(lf(), None, True, Reason.NEW, id="new"),
+        pytest.param(lf(), rf(), True, None, id="same-size-same-time"),
+        # MLSD (1 s): a file newer by more than the precision goes up...
+        pytest.param(lf(mtime=T + 2.5), rf(), True, Reason.NEWER, id="newer-beyond-mlsd"),
+        pytest.param(lf(mtime=T + 3600), rf(), True, Reason.NEWER, id="newer-by-an-hour"),
+        # ...a difference within it (MFMT keeps whole seconds) does not.
+        pytest.param(lf(mtime=T + 0.999), rf(), True, None, id="equal-within-mlsd"),
+        pytest.param(lf(mtime=T + 1.0), rf(), True, None, id="one-second-is-within-mlsd"),
+        # LIST (60 s): a minute's difference is "equal", more is newer.
+        pytest.param(lf(mtime=T + 59), rf(precision=LIST), True, None, id="equal-within-list"),
+        pytest.param(
+            lf(mtime=T + 62), rf(precision=LIST), True, Reason.NEWER, id="newer-beyond-list"
+        ),
+        pytest.param(
+            lf(mtime=T + 30), rf(precision=86400.0), True, None, id="equal-within-day-precision"
+        ),
+        # A different size always uploads, whatever the times say.
+        pytest.param(lf(size=101), rf(), True, Reason.SIZE, id="size-differs"),
+        pytest.param(lf(size=0), rf(size=5), True, Reason.SIZE, id="size-differs-empty"),
+        pytest.param(
+            lf(size=101, mtime=T - 9999), rf(), True, Reason.SIZE, id="size-differs-local-older"
+        ),
+        # Unknown remote time: the size decides.
+        pytest.param(lf(), rf(mtime=None), True, None, id="unknown-mtime-same-size"),
+        pytest.param(lf(size=7), rf(mtime=None), True, Reason.SIZE, id="unknown-mtime-new-size"),
+        pytest.param(
+            lf(), rf(size=None, mtime=None), True, Reason.NEWER, id="nothing-known-uploads"
+        ),
+        # The remote copy is newer: kept with --only-newer, replaced without it.
+        pytest.param(lf(mtime=T - 120), rf(), True, None, id="remote-newer-only-newer"),
+        pytest.param(lf(mtime=T - 120), rf(), False, Reason.NEWER, id="remote-newer-plain-mirror"),
+        pytest.param(lf(mtime=T - 0.5), rf(), False, None, id="remote-newer-within-precision"),
+    ],
+)
+def test_needs_upload(
+    local: LocalFile, remote: RemoteFile | None, only_newer: bool, expected: Reason | None
+) -> None:
+    assert needs_upload(local, remote, only_newer=only_newer) is expected
+
+
+# --- make_plan ---------------------------------------------------------------------------
+
+
+def test_plan_uploads_new_and_changed_and_skips_the_rest() -> None:
+    local = local_tree({"a.txt": 10, "b.txt": 20, "c.txt": 30})
+    local.files["c.txt"] = lf("c.txt", 30, T + 10)
+    remote = remote_tree({"a.txt": 10, "b.txt": 99, "c.txt": 30})
+    plan = make_plan(local, remote)
+    assert {u.path: u.reason for u in plan.uploads} == {"b.txt": Reason.SIZE, "c.txt": Reason.NEWER}
+    assert plan.skipped == ["a.txt"]
+    assert plan.mkdirs == []
+    assert plan.conflicts == []
+    assert plan.delete_files == plan.delete_dirs == []
+    assert plan.upload_bytes == 50
+
+
+def test_plan_on_a_missing_dst_uploads_everything() -> None:
+    local = local_tree({"index.html": 5, "css/site.css": 6}, {"empty"})
+    plan = make_plan(local, RemoteTree(exists=False))
+    assert sorted(u.path for u in plan.uploads) == ["css/site.css", "index.html"]
+    assert all(u.reason is Reason.NEW for u in plan.uploads)
+    assert plan.mkdirs == ["css", "empty"]
+
+
+def test_uploads_go_largest_first() -> None:
+    sizes = {"small.txt": 1, "big.bin": 4_000_000, "mid/a.css": 500, "mid/b.css": 500, "z": 0}
+    plan = make_plan(local_tree(sizes), RemoteTree(exists=False))
+    assert [u.path for u in plan.uploads] == ["big.bin", "mid/a.css", "mid/b.css", "small.txt", "z"]
+    assert [u.size for u in plan.uploads] == sorted(sizes.values(), reverse=True)
+
+
+def test_mkdirs_come_parents_first() -> None:
+    local = local_tree(dirs={"a/b/c/d", "z", "m/n", "a/b2"})
+    remote = remote_tree(dirs={"m", "a"})
+    plan = make_plan(local, remote)
+    assert plan.mkdirs == ["z", "a/b", "a/b2", "m/n", "a/b/c", "a/b/c/d"]
+    for i, d in enumerate(plan.mkdirs):
+        parent = d.rpartition("/")[0]
+        assert not parent or parent in remote.dirs or parent in plan.mkdirs[:i], d
+
+
+def test_remote_directory_where_a_local_file_is_is_a_conflict() -> None:
+    local = local_tree({"page.html": 10, "ok.txt": 1})
+    remote = remote_tree(dirs={"page.html"})
+    plan = make_plan(local, remote)
+    assert [c.path for c in plan.conflicts] == ["page.html"]
+    assert "in the way" in plan.conflicts[0].why
+    assert [u.path for u in plan.uploads] == ["ok.txt"]
+    assert plan.skipped == []
+
+
+def test_remote_link_where_a_local_file_is_is_a_conflict() -> None:
+    plan = make_plan(local_tree({"x": 1}), remote_tree(others={"x"}), PlanOptions(delete=True))
+    assert [c.path for c in plan.conflicts] == ["x"]
+    assert plan.uploads == []
+    assert plan.delete_files == []
+
+
+def test_remote_file_where_a_local_directory_is() -> None:
+    local = local_tree({"docs/a.txt": 1, "docs/sub/b.txt": 2})
+    remote = remote_tree({"docs": 50})
+    # Without --delete: the directory and everything under it cannot be made.
+    plan = make_plan(local, remote)
+    assert sorted(c.path for c in plan.conflicts) == ["docs", "docs/a.txt", "docs/sub/b.txt"]
+    assert plan.uploads == []
+    # With --delete: the file goes, then the directory is made and filled.
+    plan = make_plan(local, remote, PlanOptions(delete=True))
+    assert plan.conflicts == []
+    assert plan.clear_first == ["docs"]  # removed before its directory is made
+    assert "docs" not in plan.delete_files  # not with the deletions after the uploads
+    assert plan.mkdirs == ["docs", "docs/sub"]
+    assert sorted(u.path for u in plan.uploads) == ["docs/a.txt", "docs/sub/b.txt"]
+
+
+def test_no_delete_without_the_option() -> None:
+    plan = make_plan(local_tree({"a": 1}), remote_tree({"a": 1, "stale": 2}, {"old"}))
+    assert plan.delete_files == []
+    assert plan.delete_dirs == []
+
+
+def test_delete_lists_only_remote_only_paths_that_are_not_excluded() -> None:
+    local = local_tree({"a.txt": 1, "keep/b.txt": 2})
+    remote = remote_tree(
+        {
+            "a.txt": 1,
+            "keep/b.txt": 2,
+            "stale.txt": 3,
+            "keep/stale too.txt": 4,
+            ".htaccess": 5,  # excluded by -X '.*'
+            "keep/.user.ini": 6,  # excluded
+            ".well-known/acme/token": 7,  # under an excluded directory
+        }
+    )
+    plan = make_plan(local, remote, PlanOptions(delete=True, excluded=dotted))
+    assert plan.delete_files == ["keep/stale too.txt", "stale.txt"]
+    assert plan.delete_dirs == []
+    assert plan.uploads == []
+
+
+def test_delete_removes_directories_children_first_and_only_when_emptied() -> None:
+    local = local_tree({"site/index.html": 1})
+    remote = remote_tree(
+        {
+            "site/index.html": 1,
+            "old/a.txt": 1,
+            "old/sub/b.txt": 1,
+            "old/sub/deep/c.txt": 1,
+            "legacy/.htaccess": 1,  # excluded: legacy/ is not emptied, so it stays
+            "legacy/gone.txt": 1,
+        },
+        dirs={"old/sub/deep/empty", "zz"},
+    )
+    plan = make_plan(local, remote, PlanOptions(delete=True, excluded=dotted))
+    assert plan.delete_files == [
+        "legacy/gone.txt",
+        "old/a.txt",
+        "old/sub/b.txt",
+        "old/sub/deep/c.txt",
+    ]
+    assert plan.delete_dirs == ["old/sub/deep/empty", "old/sub/deep", "old/sub", "old", "zz"]
+    assert "legacy" not in plan.delete_dirs
+    # Every directory comes after everything inside it.
+    for i, d in enumerate(plan.delete_dirs):
+        assert not any(later.startswith(d + "/") for later in plan.delete_dirs[i + 1 :]), d
+
+
+def test_delete_keeps_directories_holding_remote_links() -> None:
+    local = local_tree({"a": 1})
+    remote = remote_tree({"a": 1}, others={"old/link"})
+    plan = make_plan(local, remote, PlanOptions(delete=True))
+    assert plan.delete_dirs == []
+    assert plan.delete_files == []
+
+
+def test_make_plan_does_not_change_its_inputs() -> None:
+    local = local_tree({"a": 1, "d/b": 2})
+    remote = remote_tree({"x": 1}, {"old"})
+    before = (dict(local.files), set(local.dirs), dict(remote.files), set(remote.dirs))
+    make_plan(local, remote, PlanOptions(delete=True))
+    assert (dict(local.files), set(local.dirs), dict(remote.files), set(remote.dirs)) == before
