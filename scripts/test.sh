@@ -107,6 +107,19 @@ if [ "$in_ci" = true ] && ! have_servers; then
     exit 1
 fi
 
+# The compatibility matrix also runs vsftpd and pure-ftpd, unpacked beside ProFTPD
+# (their packages conflict with proftpd-core's).
+if command -v apt-get >/dev/null 2>&1; then
+    say "unpacking vsftpd and pure-ftpd for the compatibility tests"
+    if ! as_root bash scripts/install-servers.sh; then
+        if [ "$in_ci" = true ]; then
+            echo "could not unpack vsftpd and pure-ftpd" >&2
+            exit 1
+        fi
+        echo "warning: vsftpd/pure-ftpd unavailable; their compatibility tests will be skipped" >&2
+    fi
+fi
+
 # --- Python environment ------------------------------------------------------------------
 
 PY=${PYTHON:-python3}
