@@ -252,8 +252,13 @@ def _netrc_lookup(host: str, env: dict[str, str]) -> tuple[str, str] | None:
         return None
     try:
         auth = netrc.netrc(path).authenticators(host)
-    except (netrc.NetrcParseError, OSError) as exc:
-        raise errors.UsageError(f"cannot read {path}: {getattr(exc, 'msg', exc)}") from None
+    except netrc.NetrcParseError as exc:
+        # exc.msg quotes the offending token, which may well be a password.
+        raise errors.UsageError(
+            f"cannot parse {path} (line {exc.lineno})", hint="fix the syntax of that line"
+        ) from None
+    except OSError as exc:
+        raise errors.UsageError(f"cannot read {path}: {exc.strerror}") from None
     if not auth:
         return None
     login, _, password = auth

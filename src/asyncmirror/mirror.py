@@ -85,6 +85,13 @@ async def mirror(
     (:class:`~errors.TimeoutExpired`).
     """
     _check_src(src)  # before any connection: a typo in SRC should not cost a login
+    for what, value in (("user name", user), ("password", password), ("host", host)):
+        if "\r" in value or "\n" in value:
+            # Typically a value read from a file with Windows line ends.
+            raise errors.UsageError(
+                f"the {what} contains a line break (CR or LF)",
+                hint="strip the line ends from where it comes from (e.g. a CRLF .env file)",
+            )
     if rules is None:
         rules = _rules_from(exclude, include, exclude_regex, include_regex)
     filters = FilterSet.from_rules(rules)
@@ -182,6 +189,9 @@ class _Run:
         self.state_dirty = False
         self.state_written_at = time.monotonic()
         self.base = "/"
+        self.run_id = secrets.token_hex(4)
+        #: Temporary names uploaded but not (yet) renamed; removed at the end.
+        self.temp_names: set[str] = set()
         self.tz = tz
         self.events = events
         self.report = Report(dry_run=dry_run)
@@ -258,6 +268,8 @@ class _Run:
                 self.events.failed(base, msg)
             else:
                 await self._deletes(sessions[0], base, plan)
+        if self.temp_names:
+            sessions[0] = await self._remove_temporaries(sessions[0])
         missing = (
             not _exists(self.state_file) if self.state_file else STATE_NAME not in remote_tree.files
         )
@@ -370,12 +382,14 @@ class _Run:
         self.state_dirty = False
         self.state_written_at = time.monotonic()
         final = remote.remote_join(self.base, STATE_NAME)
-        tmp = remote.remote_join(self.base, f"{TEMP_PREFIX}{secrets.token_hex(4)}-{STATE_NAME}")
+        tmp = remote.remote_join(self.base, f"{TEMP_PREFIX}{self.run_id}-{STATE_NAME}")
         if address is None:
             address = await session.passive()
+        self.temp_names.add(tmp)
         await datachannel.upload(session, tmp, data, address)
         await session.expect(f"RNFR {tmp}", "350")
         await session.expect(f"RNTO {final}", "2")
+        self.temp_names.discard(tmp)
 
     def _store_state_locally(self) -> None:
         assert self.state_file is not None
@@ -403,8 +417,13 @@ class _Run:
             except errors.AsyncMirrorError as exc:
                 if attempt > self.retries or not isinstance(exc, errors.RetryableError):
                     self._note(f"could not write the state file: {exc.user_line()}")
-                    return session
+                    break
                 await asyncio.sleep(backoff(attempt))
+        if self.temp_names:
+            if session.broken:
+                self.pool.discard(session)
+                session = await self.pool.open_session(replacing=True)
+            session = await self._remove_temporaries(session)
         return session
 
     def _remote_base(self) -> str:
@@ -480,11 +499,13 @@ class _Run:
                 else target
             )
             stats = datachannel.DataStats()
+            if atomic:
+                self.temp_names.add(stored)
             try:
                 await datachannel.upload(session, stored, up.local.abspath, address, stats)
             except errors.AsyncMirrorError:
-                if atomic and not session.broken:
-                    await _forget(session, stored)
+                if atomic:
+                    pass  # the temporary file is removed at the end of the run
                 elif stats.opened or up.reason is Reason.NEW:
                     # If this file fails for good, what the server holds under its
                     # name is partial (or an empty stub): remove it then.
@@ -511,6 +532,8 @@ class _Run:
                         continue
                     if not reply.code.startswith(code):
                         session.check(f"{what} {target}", reply, code)
+                if atomic:
+                    self.temp_names.discard(stored)  # renamed into place
                 remote_size = parse_size(replies[-1].text)
                 if remote_size != stats.bytes:
                     raise errors.VerifyError(
@@ -573,6 +596,23 @@ class _Run:
                 sessions = [await self.pool.open_session(replacing=True)]
             sessions[0] = await self._remove_partial(sessions[0], base, doomed)
         return sessions
+
+    async def _remove_temporaries(self, session: Session) -> Session:
+        """Delete temporary uploads that were never renamed (cut connections)."""
+        names = sorted(self.temp_names)
+        self.temp_names.clear()
+        try:
+            # 550 just means the temporary file was never created.
+            return await run_batch(
+                self.pool,
+                session,
+                [(f"DELE {n}", n) for n in names],
+                retries=self.retries,
+                on_reply=lambda _n, _r: None,
+            )
+        except errors.RetryableError as exc:
+            self._note(f"could not remove temporary uploads: {exc.user_line()}")
+            return session
 
     async def _remove_partial(self, session: Session, base: str, paths: list[str]) -> Session:
         """Never leave a truncated file behind as if it were done."""

@@ -59,8 +59,10 @@ class Pool:
                 await self.close_all(sessions)
                 raise exc
         if not sessions:
-            # Nothing fatal but nothing open either (e.g. 421 everywhere): retry one.
-            sessions = [await self.open_session()]
+            # Nothing fatal but nothing open either (421 or timeouts everywhere):
+            # keep trying with one, counting this round as its first attempt.
+            first = next(e for e in failures if isinstance(e, errors.AsyncMirrorError))
+            sessions = [await self.open_session(failed=first)]
         if len(sessions) < self.size:
             self._shrink_note(len(sessions), failures)
         return sessions
@@ -71,34 +73,50 @@ class Pool:
         self._alive += 1
         return session
 
-    async def open_session(self, *, replacing: bool = False) -> Session:
+    async def open_session(
+        self, *, replacing: bool = False, failed: errors.AsyncMirrorError | None = None
+    ) -> Session:
         """Open one session, retrying transient failures with backoff.
 
         While other sessions are alive, a 421 retires the caller's slot
         (:class:`Retired`) rather than waiting for room.  A connection refused
-        while *replacing* a session is retried (the server may be restarting).
+        while *replacing* a session is retried for at least ``timeout`` seconds:
+        the server may be restarting.  ``failed`` is an attempt already made
+        (it counts against ``retries``).
         """
-        attempt = 0
+        attempt = 0 if failed is None else 1
+        error: errors.AsyncMirrorError | None = failed
+        first_refusal: float | None = None
+        loop = asyncio.get_running_loop()
         while True:
+            if error is not None:
+                still_restarting = (
+                    first_refusal is not None and loop.time() - first_refusal < self.config.timeout
+                )
+                if attempt > self.retries and not still_restarting:
+                    raise errors.PoolExhaustedError(
+                        f"could not open a session to {self.config.host}:{self.config.port} "
+                        f"after {attempt} attempts: {error.message}",
+                        hint="check that the server is up and reachable, or raise --timeout "
+                        "and --retries",
+                    )
+                await asyncio.sleep(backoff(attempt))
             try:
                 return await self._open_once()
             except errors.TooManyConnectionsError as exc:
                 if self._alive > 0:
                     self._shrink_note(self._alive, [exc])
                     raise Retired() from None
-                error: errors.AsyncMirrorError = exc
+                error = exc
             except errors.ConnectError as exc:
                 if not replacing:
                     raise
                 error = exc
+                if first_refusal is None:
+                    first_refusal = loop.time()
             except errors.RetryableError as exc:
                 error = exc
             attempt += 1
-            if attempt > self.retries:
-                raise errors.PoolExhaustedError(
-                    f"could not open a session after {attempt} attempts: {error.user_line()}"
-                )
-            await asyncio.sleep(backoff(attempt))
 
     def discard(self, session: Session) -> None:
         """Forget a session (broken or retired) and drop its connection."""
@@ -128,5 +146,10 @@ class Pool:
 
 
 def backoff(attempt: int, base: float = 0.25, cap: float = 8.0) -> float:
-    """Exponential backoff with full jitter (AWS style): spreads retries out."""
-    return random.uniform(0, min(cap, base * (2 ** (attempt - 1))))
+    """Exponential backoff with "equal jitter": half fixed, half random.
+
+    The random half spreads the sessions' retries apart; the fixed half makes
+    sure a retry budget really spans the time it promises.
+    """
+    step = min(cap, base * 2.0 ** max(0, attempt - 1))
+    return step / 2 + random.uniform(0, step / 2)

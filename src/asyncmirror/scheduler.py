@@ -165,6 +165,7 @@ class Workers(Generic[J]):
     async def _work(self, current: list[Session | None]) -> Session | None:
         session = current[0]
         pending: tuple[J, Deferred] | None = None
+        broke_with: errors.AsyncMirrorError | None = None
         me = asyncio.current_task()
         while True:
             if me is not None and me.cancelling():
@@ -188,7 +189,11 @@ class Workers(Generic[J]):
                     if session is not None:
                         self.pool.discard(session)
                     session = current[0] = None
-                    session = current[0] = await self.pool.open_session(replacing=True)
+                    # The failure that broke the session counts as the first attempt.
+                    session = current[0] = await self.pool.open_session(
+                        replacing=True, failed=broke_with
+                    )
+                    broke_with = None
                 lines = pending[1].lines if pending else []
                 if job is not None:
                     await session.send(*lines, session.passive_command())
@@ -217,6 +222,8 @@ class Workers(Generic[J]):
                 raise
             except errors.AsyncMirrorError as exc:
                 pending = None
+                if session is not None and session.broken:
+                    broke_with = exc
                 for j in unsettled:
                     self._attempt_failed(j, exc)
         return session

@@ -107,12 +107,17 @@ class Session:
     async def _open(self) -> None:
         cfg = self.config
         where = f"{cfg.host}:{cfg.port}"
-        with transport.translate_errors(f"connect to {where}", connecting=True):
-            try:
-                info = await self._client.connect(cfg.host, cfg.port)
-            except aioftp.StatusCodeError as exc:
-                code = str(exc.received_codes[0]) if exc.received_codes else "???"
-                self._raise_reply("connect", Reply(code, tuple(exc.info)))
+        try:
+            with transport.translate_errors(f"connect to {where}", connecting=True):
+                try:
+                    info = await self._client.connect(cfg.host, cfg.port)
+                except aioftp.StatusCodeError as exc:
+                    code = str(exc.received_codes[0]) if exc.received_codes else "???"
+                    self._raise_reply("connect", Reply(code, tuple(exc.info)))
+        except errors.OperationTimeout:
+            raise errors.OperationTimeout(
+                f"{where} timed out: no greeting within {cfg.timeout:g} s (--timeout)"
+            ) from None
         self.banner = " ".join(info).strip()
         self._trace("<-", f"220 {self.banner}")
 

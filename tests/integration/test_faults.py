@@ -1,0 +1,810 @@
+"""asyncmirror against a real ProFTPD behind a fault-injecting proxy (control AND data ports).
+
+Every test checks the end state on the server's disk (each file byte for byte against the
+local one, nothing partial left), the exit code and report, and the message -- and that
+the fault it is about really fired (a proxy counter), so that a test whose fault never
+happened fails instead of passing for nothing.
+
+The proxy (``servers.faultproxy``) is a TLS man-in-the-middle on 127.0.0.3 in front of a
+ProFTPD that requires TLS session reuse and masquerades as 127.0.0.3 in its PASV/EPSV
+replies, so data connections go through the proxy too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from treebuilders import is_own, snapshot
+
+from asyncmirror import Events, Report, mirror
+from asyncmirror.planner import Plan
+from servers.faultproxy import (
+    DataFault,
+    FakePlainServer,
+    FaultProxy,
+    ReplyFault,
+    start_fault_server,
+)
+from servers.proftpd import INSTALL_HINT, ProftpdServer, proftpd_unavailable_reason
+
+TEMP_PREFIX = ".asyncmirror-tmp-"
+# Maximum total backoff of N retries (pool.backoff: full jitter, 0.25 * 2**(n-1), cap 8).
+_BACKOFF_CAP = 8.0
+
+
+def max_backoff(retries: int) -> float:
+    return sum(min(_BACKOFF_CAP, 0.25 * 2 ** (n - 1)) for n in range(1, retries + 1))
+
+
+# --- fixtures ---------------------------------------------------------------------------
+
+
+@dataclass
+class Faulty:
+    server: ProftpdServer
+    proxy: FaultProxy
+
+    @property
+    def address(self) -> str:
+        return f"{self.proxy.host}:{self.proxy.port}"
+
+
+def _require_proftpd() -> None:
+    reason = proftpd_unavailable_reason()
+    if reason is None:
+        return
+    message = f"fault tests need ProFTPD with mod_tls ({reason}); {INSTALL_HINT}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faulty]:
+    _require_proftpd()
+    server, proxy = start_fault_server(tmp_path_factory.mktemp("faultftp"))
+    try:
+        yield Faulty(server, proxy)
+    finally:
+        proxy.stop_thread()
+        server.stop()
+
+
+@pytest.fixture
+def ftp(faulty: Faulty) -> Iterator[Faulty]:
+    """The server and a proxy with no faults and fresh counters."""
+    _settle(faulty.proxy)
+    faulty.proxy.reset()
+    yield faulty
+    faulty.proxy.reset()
+    _settle(faulty.proxy)
+
+
+def _settle(proxy: FaultProxy) -> None:
+    deadline = time.monotonic() + 10
+    while proxy.restarting and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+@dataclass
+class Remote:
+    name: str  # DST as given to asyncmirror (relative to the FTP home)
+    path: Path  # the same directory on the server's disk
+
+
+def fresh_remote(ftp: Faulty, label: str) -> Remote:
+    name = f"t-{label}-{uuid.uuid4().hex[:8]}"
+    remote = Remote(name, ftp.server.home / name)
+    assert not remote.path.exists()
+    return remote
+
+
+def make_tree(root: Path, sizes: dict[str, int], seed: int = 1) -> dict[str, bytes]:
+    rng = random.Random(seed)
+    out = {}
+    for rel, size in sizes.items():
+        data = rng.randbytes(size)
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        out[rel] = data
+    return out
+
+
+def plant(ftp: Faulty, remote: Remote, rel: str, data: bytes, mtime: float = 1_600_000_000) -> None:
+    """Put a file on the server's disk behind its back, owned by the FTP user, old mtime."""
+    st = ftp.server.home.stat()
+    path = remote.path / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    os.utime(path, (mtime, mtime))
+    for p in [path, *path.relative_to(remote.path).parents]:
+        os.chown(remote.path / p, st.st_uid, st.st_gid)
+    os.chown(remote.path, st.st_uid, st.st_gid)
+
+
+def server_files(remote: Remote) -> dict[str, bytes]:
+    """Every file in DST on the server's disk, asyncmirror's own files left out."""
+    return snapshot(remote.path, skip_own=True) if remote.path.exists() else {}
+
+
+def leftovers(remote: Remote) -> list[str]:
+    """Temporary upload names left anywhere under DST."""
+    if not remote.path.exists():
+        return []
+    return sorted(
+        str(p.relative_to(remote.path))
+        for p in remote.path.rglob("*")
+        if p.name.startswith(TEMP_PREFIX)
+    )
+
+
+def incomplete_uploads(ftp: Faulty, remote: Remote) -> list[str]:
+    """Uploads into DST that ProFTPD logged as incomplete (proof that a partial existed)."""
+    time.sleep(0.3)  # the session process writes the TransferLog line
+    prefix = remote.name + "/"
+    return [
+        r.path
+        for r in ftp.server.transfers()
+        if r.direction == "i" and not r.completed and r.path.startswith(prefix)
+    ]
+
+
+@dataclass
+class CliRun:
+    rc: int
+    out: str
+    err: str
+    elapsed: float
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def run_cli(
+    ftp: Faulty | None,
+    src: Path,
+    dst: str,
+    *args: str,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+    json_report: bool = True,
+) -> CliRun:
+    """``asyncmirror SRC DST ARGS --json`` in a subprocess; the timeout is the hang guard."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("FTP_")}
+    if ftp is not None:
+        full_env.update(
+            FTP_SERVER=ftp.address,
+            FTP_USERNAME=ftp.server.user,
+            FTP_PASSWORD=ftp.server.password,
+        )
+    full_env.update(env or {})
+    argv = [sys.executable, "-m", "asyncmirror.cli", str(src), dst, "--no-progress", *args]
+    if ftp is not None and "--ca-file" not in args:
+        argv += ["--ca-file", str(ftp.server.ca_file)]
+    if json_report:
+        argv.append("--json")
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(
+            argv, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(
+            f"asyncmirror hung: no exit within {timeout} s; stderr so far:\n"
+            f"{(exc.stderr or b'')[-3000:]!r}"
+        )
+    elapsed = time.monotonic() - started
+    report: dict[str, Any] = {}
+    if json_report and proc.stdout.strip().startswith("{"):
+        report = json.loads(proc.stdout)
+    return CliRun(proc.returncode, proc.stdout, proc.stderr, elapsed, report)
+
+
+def describe(run: CliRun, proxy: FaultProxy | None = None) -> str:
+    extra = f"\ninjected: {dict(proxy.injected)}" if proxy is not None else ""
+    return f"rc={run.rc} in {run.elapsed:.1f} s\nstderr:\n{run.err[-4000:]}{extra}"
+
+
+def assert_mirrored(src_files: dict[str, bytes], remote: Remote, run: CliRun | None = None) -> None:
+    context = f"\n{describe(run)}" if run is not None else ""
+    on_server = server_files(remote)
+    assert sorted(on_server) == sorted(src_files), f"different file sets on the server{context}"
+    bad = [p for p, data in src_files.items() if on_server[p] != data]
+    assert not bad, f"files differ on the server (truncated or stale): {bad}{context}"
+    left = leftovers(remote)
+    assert not left, f"temporary files left on the server: {left}{context}"
+
+
+# --- data connections reset mid-transfer ---------------------------------------------
+
+
+def test_data_connections_reset_every_third_are_retried_to_a_byte_identical_tree(
+    ftp: Faulty, tmp_path: Path
+) -> None:
+    src = tmp_path / "site"
+    files = make_tree(
+        src, {f"d{i % 3}/f{i:02d}.bin": 96_000 + 1000 * i for i in range(12)} | {"x.txt": 10}
+    )
+    remote = fresh_remote(ftp, "cut3")
+    ftp.proxy.configure(data_faults=[DataFault(after=16_384, every=3)])
+
+    run = run_cli(ftp, src, remote.name, "-j", "4", "--timeout", "5", "--retries", "5")
+
+    assert run.rc == 0, describe(run, ftp.proxy)
+    assert ftp.proxy.count("data_cut") >= 3, describe(run, ftp.proxy)
+    assert run.report["retries"] > 0, run.report
+    assert run.report["uploaded"] == len(files)
+    assert run.report["failed"] == []
+    assert_mirrored(files, remote, run)
+    # The resets really left partial files on the server at the time (then replaced).
+    assert incomplete_uploads(ftp, remote)
+
+
+# --- control connection dropped --------------------------------------------------------
+
+
+def test_control_connection_dropped_mid_run_reconnects_and_finishes(
+    ftp: Faulty, tmp_path: Path
+) -> None:
+    src = tmp_path / "site"
+    files = make_tree(src, {f"p/f{i:02d}.html": 3000 + 500 * i for i in range(16)})
+    remote = fresh_remote(ftp, "ctrl")
+    # The connection carrying the 3rd and the 6th STOR is reset (before it is forwarded)...
+    ftp.proxy.configure(drop_control_after=3, drop_control_verb="STOR", drop_control_times=2)
+    # ...and every control connection at once while verification replies are in flight.
+    ftp.proxy.at_command("SIZE", 5, ftp.proxy.drop_control_connections)
+
+    run = run_cli(ftp, src, remote.name, "-j", "3", "--timeout", "5", "--retries", "5")
+
+    assert run.rc == 0, describe(run, ftp.proxy)
+    assert ftp.proxy.count("control_drop") >= 3, describe(run, ftp.proxy)
+    assert ftp.proxy.control_connections > 3  # sessions were replaced
+    assert run.report["failed"] == []
+    assert run.report["uploaded"] == len(files)
+    assert_mirrored(files, remote, run)
+
+
+# --- 421 beyond N connections ----------------------------------------------------------
+
+
+def test_421_beyond_three_connections_shrinks_the_pool_and_says_so_once(
+    ftp: Faulty, tmp_path: Path
+) -> None:
+    src = tmp_path / "site"
+    files = make_tree(src, {f"f{i:02d}.txt": 2000 + 100 * i for i in range(20)})
+    remote = fresh_remote(ftp, "421")
+    ftp.proxy.configure(max_control_connections=3)
+
+    run = run_cli(ftp, src, remote.name, "-j", "8", "--timeout", "5", "--retries", "4")
+
+    assert run.rc == 0, describe(run, ftp.proxy)
+    assert ftp.proxy.count("refused_421") >= 5, describe(run, ftp.proxy)
+    assert_mirrored(files, remote, run)
+    notes = [n for n in run.report["notes"] if "connections" in n]
+    assert len(notes) == 1, run.report["notes"]
+    assert "3 of 8" in notes[0], notes
+    assert run.err.count(notes[0]) == 1, run.err
+
+
+# --- transient replies -----------------------------------------------------------------
+
+
+def test_transient_425_426_450_451_replies_are_retried(ftp: Faulty, tmp_path: Path) -> None:
+    src = tmp_path / "site"
+    files = make_tree(src, {f"s/f{i:02d}.css": 1500 + 37 * i for i in range(24)})
+    remote = fresh_remote(ftp, "4xx")
+    faults = [
+        ReplyFault(
+            "EPSV", "425 Unable to build data connection: Address already in use", every=5, times=2
+        ),
+        ReplyFault("STOR", "450 /x: Resource temporarily unavailable", every=4, times=2),
+        # The transfer happens, then the server says it did not: sent again, verified.
+        ReplyFault(
+            "STOR", "426 Data connection closed; transfer aborted", every=5, times=2, forward=True
+        ),
+        ReplyFault("STOR", "451 Requested action aborted: local error in processing", every=7),
+    ]
+    ftp.proxy.configure(reply_faults=faults)
+
+    # (--no-state: the state file's own upload is the subject of the next test.)
+    run = run_cli(
+        ftp, src, remote.name, "-j", "3", "--timeout", "5", "--retries", "5", "--no-state", "-vv"
+    )
+
+    fired = {f.reply[:3]: f.fired for f in faults}
+    assert all(fired.values()), fired
+    assert run.rc == 0, describe(run, ftp.proxy)
+    assert run.report["retries"] >= fired["450"] + fired["426"] + fired["451"], run.report
+    assert run.report["failed"] == []
+    assert_mirrored(files, remote, run)
+
+
+def test_state_file_upload_failing_once_leaves_no_temporary_file(
+    ftp: Faulty, tmp_path: Path
+) -> None:
+    src = tmp_path / "site"
+    files = make_tree(src, {"a.txt": 100, "b.txt": 200})
+    remote = fresh_remote(ftp, "state")
+    # The server stores the state file's temporary upload, then reports a transient error.
+    fault = ReplyFault(
+        "STOR",
+        "426 Data connection closed; transfer aborted",
+        name=".asyncmirror-state.json",
+        forward=True,
+        times=1,
+    )
+    ftp.proxy.configure(reply_faults=[fault])
+
+    run = run_cli(ftp, src, remote.name, "-j", "2", "--timeout", "5", "--retries", "3")
+
+    assert fault.fired == 1, describe(run, ftp.proxy)
+    assert run.rc == 0, describe(run, ftp.proxy)
+    assert (remote.path / ".asyncmirror-state.json").is_file()
+    assert_mirrored(files, remote, run)
+
+
+# --- permanent 553 ------------------------------------------------------------------------
+
+
+def test_permanent_553_fails_that_file_only_and_leaves_nothing_under_its_name(
+    ftp: Faulty, tmp_path: Path
+) -> None:
+    src = tmp_path / "site"
+    files = make_tree(
+        src,
+        {"ok/a.txt": 1000, "ok/b.txt": 2000, "denied.txt": 3000, "quota.bin": 200_000, "c.js": 50},
+    )
+    remote = fresh_remote(ftp, "553")
+    denied = "553 denied.txt: Permission denied"
+    quota = "553 quota.bin: Disk quota exceeded"
+    ftp.proxy.configure(
+        reply_faults=[
+            # Refused outright: the server never sees the STOR.
+            ReplyFault("STOR", denied, name="denied.txt"),
+            # Refused after the server wrote part of it (a full disk): a partial file.
+            ReplyFault("STOR", quota, name="quota.bin", forward=True),
+        ],
+        data_faults=[DataFault(after=40_000, action="truncate", name="quota.bin")],
+    )
+
+    run = run_cli(ftp, src, remote.name, "-j", "2", "--timeout", "5", "--retries", "3")
+
+    assert run.rc == 1, describe(run, ftp.proxy)
+    assert ftp.proxy.count("data_truncated") >= 1, describe(run, ftp.proxy)
+    failed = {f["path"]: f["error"] for f in run.report["failed"]}
+    assert set(failed) == {"denied.txt", "quota.bin"}, failed
+    assert denied in failed["denied.txt"]
+    assert quota in failed["quota.bin"]
+    # The server's words reach the user; a permanent reply is not retried.
+    assert f"failed: denied.txt: STOR /{remote.name}/denied.txt: {denied}" in run.err, run.err
+    assert len([c for c in ftp.proxy.commands_of("STOR") if c.endswith("/denied.txt")]) == 1
+    assert len([c for c in ftp.proxy.commands_of("STOR") if c.endswith("/quota.bin")]) == 1
+    # Everything else is there; nothing (neither partial nor stub) under the failed names.
+    others = {p: d for p, d in files.items() if p not in failed}
+    assert server_files(remote) == others
+    assert not (remote.path / "denied.txt").exists()
+    assert not (remote.path / "quota.bin").exists(), "the partial quota.bin was left behind"
+    assert not leftovers(remote)
+
+
+# --- a file that fails for good mid-transfer -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("existing", "atomic"),
+    [(False, False), (True, False), (True, True)],
+    ids=["new", "existing", "existing-atomic"],
+)
+def test_file_failing_for_good_mid_transfer_is_never_left_truncated(
+    ftp: Faulty, tmp_path: Path, existing: bool, atomic: bool
+) -> None:
+    src = tmp_path / "site"
+    files = make_tree(src, {"big.bin": 400_000, "a.txt": 100, "sub/b.txt": 200})
+    remote = fresh_remote(ftp, "doomed")
+    old = b"the previous complete version\n" * 10
+    if existing:
+        plant(ftp, remote, "big.bin", old)
+    ftp.proxy.configure(data_faults=[DataFault(after=32_768, name="big.bin")])
+    args = ["-j", "2", "--timeout", "5", "--retries", "1"] + (["--atomic"] if atomic else [])
+
+    run = run_cli(ftp, src, remote.name, *args)
+
+    assert run.rc == 1, describe(run, ftp.proxy)
+    assert ftp.proxy.count("data_cut") == 2, describe(run, ftp.proxy)  # first try + 1 retry
+    assert [f["path"] for f in run.report["failed"]] == ["big.bin"], run.report["failed"]
+    assert "big.bin" in run.err
+    assert incomplete_uploads(ftp, remote), "the cut never left a partial file on the server"
+    on_server = server_files(remote)
+    assert on_server.pop("a.txt") == files["a.txt"]
+    assert on_server.pop("sub/b.txt") == files["sub/b.txt"]
+    if atomic:
+        assert on_server == {"big.bin": old}, "--atomic must keep the previous version"
+    elif existing:
+        assert on_server in ({}, {"big.bin": old}), (
+            f"big.bin left with {len(on_server.get('big.bin', b''))} bytes"
+        )
+    else:
+        assert on_server == {}, f"big.bin left with {len(on_server.get('big.bin', b''))} bytes"
+    assert not leftovers(remote)
+
+
+# --- --atomic never shows a partial file -------------------------------------------------
+
+
+class _Watcher:
+    """Polls DST on the server's disk; every visible file must be complete (new or old)."""
+
+    def __init__(self, remote: Remote, allowed: dict[str, set[bytes]]) -> None:
+        self.remote = remote
+        self.allowed = allowed
+        self.violations: list[str] = []
+        self.observed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _Watcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for path in list(self.remote.path.rglob("*")) if self.remote.path.exists() else []:
+                rel = path.relative_to(self.remote.path).as_posix()
+                if is_own(rel):
+                    continue
+                try:
+                    if not path.is_file():
+                        continue
+                    data = path.read_bytes()
+                except OSError:
+                    continue  # renamed away meanwhile
+                self.observed += 1
+                if data not in self.allowed.get(rel, set()):
+                    self.violations.append(f"{rel}: {len(data)} bytes")
+            time.sleep(0.002)
+
+
+def test_atomic_never_exposes_a_partial_file_even_with_cuts(ftp: Faulty, tmp_path: Path) -> None:
+    src = tmp_path / "site"
+    files = make_tree(src, {f"w/f{i:02d}.bin": 64_000 + 4000 * i for i in range(16)})
+    remote = fresh_remote(ftp, "atomic")
+    allowed = {p: {d} for p, d in files.items()}
+    for i, rel in enumerate(sorted(files)):
+        if i % 2:
+            old = f"old version {i}\n".encode() * 50
+            plant(ftp, remote, rel, old)
+            allowed[rel].add(old)
+    ftp.proxy.configure(data_faults=[DataFault(after=16_384, every=3)])
+
+    with _Watcher(remote, allowed) as watcher:
+        run = run_cli(
+            ftp, src, remote.name, "--atomic", "-j", "4", "--timeout", "5", "--retries", "6"
+        )
+        time.sleep(0.05)
+
+    assert run.rc == 0, describe(run, ftp.proxy)
+    assert ftp.proxy.count("data_cut") >= 3, describe(run, ftp.proxy)
+    assert watcher.observed > 0
+    assert not watcher.violations, watcher.violations[:10]
+    assert_mirrored(files, remote, run)
+    # The partial uploads existed -- under temporary names only.
+    partial = incomplete_uploads(ftp, remote)
+    assert partial
+    assert all(p.rpartition("/")[2].startswith(TEMP_PREFIX) for p in partial), partial
+
+
+@pytest.mark.parametrize("where", ["rename-lost", "mid-transfer"])
+def test_atomic_leaves_no_temporary_file_when_the_session_breaks(
+    ftp: Faulty, tmp_path: Path, where: str
+) -> None:
+    src = tmp_path / "site"
+    files = make_tree(src, {"big.bin": 300_000, "a.txt": 100, "b.txt": 200})
+    remote = fresh_remote(ftp, "atomic-broken")
+    if where == "rename-lost":
+        # The temporary file is complete; the connection dies before RNFR reaches the server.
+        ftp.proxy.configure(drop_control_after=1, drop_control_verb="RNFR")
+    else:
+        # The connection dies while the temporary file is being written.
+        ftp.proxy.configure(
+            data_faults=[DataFault(after=65_536, action="drop_control", name="big.bin", times=1)]
+        )
+
+    run = run_cli(ftp, src, remote.name, "--atomic", "-j", "2", "--timeout", "5", "--retries", "3")
+
+    assert ftp.proxy.count("control_drop") == 1, describe(run, ftp.proxy)
+    assert run.rc == 0, describe(run, ftp.proxy)
+    assert_mirrored(files, remote, run)
+
+
+# --- a silent server ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("when", ["from-the-start", "mid-run"])
+def test_silent_server_gives_a_clear_timeout_in_bounded_time(
+    ftp: Faulty, tmp_path: Path, when: str
+) -> None:
+    src = tmp_path / "site"
+    make_tree(src, {f"f{i}.txt": 5000 for i in range(8)})
+    remote = fresh_remote(ftp, "silent")
+    timeout, retries = 2, 1
+    if when == "from-the-start":
+        ftp.proxy.configure(stall_replies=True)
+    else:
+        ftp.proxy.at_command("STOR", 3, ftp.proxy.stall)
+
+    run = run_cli(
+        ftp,
+        src,
+        remote.name,
+        "-j",
+        "2",
+        "--timeout",
+        str(timeout),
+        "--retries",
+        str(retries),
+        timeout=60,
+    )
+
+    assert ftp.proxy.count("stalled_replies") >= 1
+    assert run.rc != 0, describe(run, ftp.proxy)
+    assert run.rc in (1, 3), describe(run, ftp.proxy)
+    assert "timed out" in run.err, run.err
+    assert "Traceback" not in run.err
+    # Every wait is bounded by --timeout, and there are retries+1 attempts: at most
+    # timeout * (retries + 1), plus the backoffs, plus 1.5 s to start Python and upload
+    # what went through before the stall.
+    bound = timeout * (retries + 1) + max_backoff(retries) + 1.5
+    assert run.elapsed <= bound, (
+        f"took {run.elapsed:.1f} s, bound {bound:.1f} s; "
+        f"{ftp.proxy.control_connections} control connections for -j 2\n{run.err}"
+    )
+
+
+def test_deadline_against_a_stalled_server_exits_3_with_a_deadline_message(
+    ftp: Faulty, tmp_path: Path
+) -> None:
+    src = tmp_path / "site"
+    make_tree(src, {"a.txt": 10})
+    ftp.proxy.configure(stall_replies=True)
+
+    run = run_cli(ftp, src, fresh_remote(ftp, "deadline").name, "--deadline", "3", timeout=30)
+
+    assert ftp.proxy.count("stalled_replies") >= 1
+    assert run.rc == 3, describe(run, ftp.proxy)
+    assert "deadline" in run.err, run.err
+    assert "3 s" in run.err, run.err
+    assert run.elapsed < 3 + 3, run.elapsed
+
+
+# --- server restart ---------------------------------------------------------------------
+
+
+def test_server_restart_refusing_connections_for_two_seconds_is_survived(
+    ftp: Faulty, tmp_path: Path
+) -> None:
+    src = tmp_path / "site"
+    files = make_tree(src, {f"r/f{i:02d}.txt": 4000 + i for i in range(14)})
+    remote = fresh_remote(ftp, "restart")
+    ftp.proxy.at_command("STOR", 4, lambda: ftp.proxy.restart(2.0))
+    timeout, retries = 3, 3
+
+    run = run_cli(
+        ftp, src, remote.name, "-j", "3", "--timeout", str(timeout), "--retries", str(retries)
+    )
+
+    assert ftp.proxy.count("restart") == 1
+    # A 2 s outage is well inside a budget of 3 retries of up to 3 s each.
+    assert run.rc == 0, describe(run, ftp.proxy)
+    assert run.elapsed >= 2.0  # the gap was really bridged, not missed
+    assert run.elapsed < 2.0 + timeout * (retries + 1) + max_backoff(retries) + 2
+    assert run.report["failed"] == []
+    assert_mirrored(files, remote, run)
+
+
+def test_listing_cut_mid_transfer_is_retried_and_the_session_stays_in_step(
+    ftp: Faulty, tmp_path: Path
+) -> None:
+    src = tmp_path / "site"
+    files = make_tree(src, {f"f{i}.txt": 1000 + i for i in range(6)})
+    remote = fresh_remote(ftp, "listcut")
+    # Files only on the server (no --delete: left alone) make DST's listing long.
+    planted = {f"remote-only-{i:03d}.txt": b"x" * i for i in range(150)}
+    for rel, data in planted.items():
+        plant(ftp, remote, rel, data)
+    ftp.proxy.configure(
+        # A server without MLST: DST is listed with MLSD, over data connections...
+        reply_faults=[ReplyFault("MLST", "500 MLST not understood")],
+        # ...the first two of which are cut in the middle of the listing.
+        data_faults=[DataFault(after=1500, verbs=("MLSD",), times=2)],
+    )
+
+    run = run_cli(ftp, src, remote.name, "-j", "2", "--timeout", "5", "--retries", "4")
+
+    assert ftp.proxy.count("data_cut") == 2, describe(run, ftp.proxy)
+    assert run.rc == 0, describe(run, ftp.proxy)
+    assert run.report["uploaded"] == len(files), run.report
+    assert run.report["failed"] == []
+    assert server_files(remote) == files | planted
+
+
+# --- local files that cannot be read (as root too) ---------------------------------------
+
+
+def test_unreadable_local_files_are_reported_and_the_others_uploaded(
+    ftp: Faulty, tmp_path: Path
+) -> None:
+    src = tmp_path / "site"
+    files = make_tree(src, {"a.txt": 100, "sub/b.txt": 200, "c.txt": 300})
+    os.mkfifo(src / "pipe")  # never readable as a file, even by root
+    # A "regular file" that fails with EIO on read, even for root.
+    (src / "sub" / "mem").symlink_to("/proc/self/mem")
+    remote = fresh_remote(ftp, "local")
+
+    run = run_cli(ftp, src, remote.name, "-j", "2", "--timeout", "5", "--retries", "2")
+
+    assert run.rc == 1, describe(run)
+    failed = {f["path"]: f["error"] for f in run.report["failed"]}
+    assert set(failed) == {"pipe", "sub/mem"}, failed
+    assert "FIFO" in failed["pipe"]
+    assert "Input/output error" in failed["sub/mem"], failed
+    assert "failed: pipe:" in run.err
+    assert "failed: sub/mem:" in run.err
+    assert server_files(remote) == files  # no stub or partial "mem" on the server
+    assert not leftovers(remote)
+
+
+def test_a_file_that_vanishes_after_the_plan_fails_alone(ftp: Faulty, tmp_path: Path) -> None:
+    src = tmp_path / "site"
+    files = make_tree(src, {"a.txt": 100, "gone.txt": 200, "c.txt": 300})
+    remote = fresh_remote(ftp, "vanish")
+
+    class Vanish(Events):
+        def planned(self, plan: Plan) -> None:
+            (src / "gone.txt").unlink()
+
+    async def run() -> Report:
+        return await mirror(
+            str(src),
+            remote.name,
+            host=ftp.proxy.host,
+            port=ftp.proxy.port,
+            user=ftp.server.user,
+            password=ftp.server.password,
+            ca_file=str(ftp.server.ca_file),
+            jobs=2,
+            timeout=5,
+            retries=2,
+            events=Vanish(),
+        )
+
+    report = asyncio.run(run())
+
+    assert report.exit_code == 1
+    assert [f.path for f in report.failed] == ["gone.txt"], report.failed
+    assert "No such file" in report.failed[0].error
+    assert report.retries == 0  # a local error is not retried
+    del files["gone.txt"]
+    assert server_files(remote) == files
+
+
+# --- AUTH TLS refused ----------------------------------------------------------------------
+
+
+def test_auth_tls_refused_exits_3_and_never_sends_credentials(tmp_path: Path) -> None:
+    src = tmp_path / "site"
+    make_tree(src, {"a.txt": 10})
+    with FakePlainServer({"AUTH": "500 AUTH not understood", "USER": "331 go on"}) as fake:
+        run = run_cli(
+            None,
+            src,
+            "dst",
+            env={
+                "FTP_SERVER": f"{fake.host}:{fake.port}",
+                "FTP_USERNAME": "someone",
+                "FTP_PASSWORD": "never-in-clear-Zx81",
+            },
+            json_report=False,
+        )
+        time.sleep(0.1)
+        verbs = fake.verbs()
+
+    assert run.rc == 3, describe(run)
+    assert "AUTH TLS" in run.err, run.err
+    assert "500 AUTH not understood" in run.err, run.err
+    assert "AUTH" in verbs, verbs
+    assert "USER" not in verbs, verbs
+    assert "PASS" not in verbs, verbs
+    assert "FEAT" not in verbs, verbs
+    assert not any("never-in-clear" in line for line in fake.received)
+
+
+# --- hostile listing entries ----------------------------------------------------------------
+
+
+def test_hostile_listing_names_are_never_used_to_build_paths(ftp: Faulty, tmp_path: Path) -> None:
+    src = tmp_path / "site"
+    files = make_tree(src, {"keep.txt": 100, "sub/x.txt": 200})
+    remote = fresh_remote(ftp, "hostile")
+    plant(ftp, remote, "keep.txt", files["keep.txt"])
+    plant(ftp, remote, "stale.txt", b"only on the server\n")  # --delete removes this one
+    # Victims outside DST: next to it in the home, and a sibling directory.
+    victim = f"victim-{uuid.uuid4().hex[:6]}.txt"
+    sibling = f"sibling-{uuid.uuid4().hex[:6]}"
+    home = ftp.server.home
+    (home / victim).write_bytes(b"victim\n")
+    (home / sibling).mkdir()
+    (home / sibling / "inside.txt").write_bytes(b"inside\n")
+    fact = "type=file;size=7;modify=20200101000000;"
+    dfact = "type=dir;modify=20200101000000;"
+    ftp.proxy.configure(
+        inject_listing=[
+            f"{fact} ..",
+            f"{dfact} ..",
+            f"{dfact} .",
+            f"{fact} ../{victim}",
+            f"{dfact} ../{sibling}",
+            f"{fact} sub/../../{victim}",
+            f"{fact} /{victim}",
+            f"{dfact} /",
+            f"{fact} ..\\..\\{victim}",
+            f"{fact} evil\x1b[2Jname",
+            f"{fact} bell\x07",
+            f"{fact} c1\x85name",
+            f"{fact} nul\x00name",
+        ]
+    )
+
+    run = run_cli(ftp, src, remote.name, "--delete", "-v", "-j", "2", "--timeout", "5")
+
+    assert ftp.proxy.count("listing_injected") >= 1
+    assert run.rc == 0, describe(run, ftp.proxy)
+    assert (home / victim).read_bytes() == b"victim\n"
+    assert (home / sibling / "inside.txt").read_bytes() == b"inside\n"
+    assert server_files(remote) == files  # stale.txt deleted, nothing else touched
+    assert run.report["deleted"] == 1, run.report
+    base = f"/{remote.name}"
+    for _, command in ftp.proxy.commands:
+        verb, _, arg = command.partition(" ")
+        if verb.upper() in ("DELE", "RMD", "MKD", "STOR", "RNFR", "RNTO", "MLSD", "SIZE"):
+            assert arg == base or arg.startswith(base + "/"), command
+            assert ".." not in arg.split("/"), command
+            assert not any(ord(ch) < 32 or 0x7F <= ord(ch) <= 0x9F for ch in arg), command
+        if verb.upper() == "MFMT":
+            assert f" {base}/" in command, command
+            assert "/../" not in command, command
+    # No control character from a listing reaches the terminal.
+    assert "\x1b" not in run.err + run.out
+    assert "\x07" not in run.err + run.out
+
+
+@pytest.fixture(autouse=True)
+def _cleanup_dirs(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "ftp" in request.fixturenames:
+        faulty: Faulty = request.getfixturevalue("faulty")
+        for pattern in ("t-*", "victim-*", "sibling-*"):
+            for p in faulty.server.home.glob(pattern):
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
