@@ -53,6 +53,27 @@ class ServerConfig:
     trace: Trace | None = field(default=None, repr=False, compare=False)
 
 
+#: Largest control-channel write.  ProFTPD reads commands into a small buffer
+#: and then waits on the socket: commands left inside one larger TLS record
+#: stay unread and the session stalls (seen with 4.8 KB of pipelined MLST).
+RECORD_LIMIT = 1024
+
+
+def _records(lines: Sequence[str]) -> list[bytes]:
+    """Pack command lines into writes of at most RECORD_LIMIT bytes each."""
+    out: list[bytes] = []
+    buf = b""
+    for line in lines:
+        data = f"{line}\r\n".encode()
+        if buf and len(buf) + len(data) > RECORD_LIMIT:
+            out.append(buf)
+            buf = b""
+        buf += data
+    if buf:
+        out.append(buf)
+    return out
+
+
 class ServerQuirks:
     """What the run learned about the server by trying, shared by all sessions.
 
@@ -198,9 +219,12 @@ class Session:
                 shown = mask_command(line)[:40]
                 raise errors.UsageError(f"refusing to send a command with CR/LF: {shown!r}")
             self._trace("->", mask_command(line))
-        data = "".join(f"{line}\r\n" for line in lines).encode("utf-8")
+        writer = self.writer
         with self._guard(f"send {mask_command(lines[0]).split(' ')[0]}"):
-            await self._client.stream.write(data)
+            for record in _records(lines):
+                writer.write(record)  # one TLS record per write() call
+            async with asyncio.timeout(self.config.timeout):
+                await writer.drain()
 
     async def read_reply(self) -> Reply:
         """Read one complete reply (all lines of a multi-line one)."""

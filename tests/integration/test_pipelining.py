@@ -1,0 +1,39 @@
+"""Pipelined commands against the real ProFTPD: many at once, long lines, in order."""
+
+from __future__ import annotations
+
+from asyncmirror.session import ServerConfig, ServerQuirks, Session
+from asyncmirror.transport import TLSPolicy, make_ssl_context
+from servers.proftpd import ProftpdServer
+
+
+async def open_session(proftpd: ProftpdServer) -> Session:
+    config = ServerConfig(
+        host=proftpd.host,
+        port=proftpd.port,
+        user=proftpd.user,
+        password=proftpd.password,
+        tls=TLSPolicy(ca_file=str(proftpd.ca_file)),
+        timeout=5,
+    )
+    return await Session.open(config, make_ssl_context(config.tls), ServerQuirks())
+
+
+async def test_hundreds_of_long_pipelined_commands_all_get_their_reply(
+    proftpd: ProftpdServer,
+) -> None:
+    # ProFTPD stalls when one TLS record carries more than ~4 KB of commands
+    # (it leaves the rest unread inside OpenSSL); the session must split them.
+    (proftpd.home / "pipelined").mkdir(exist_ok=True)
+    (proftpd.home / "pipelined" / "present.txt").write_bytes(b"x")
+    names = [f"/pipelined/{'n' * 80}-{i}" for i in range(600)]
+    names[300] = "/pipelined/present.txt"
+    session = await open_session(proftpd)
+    try:
+        replies = await session.pipeline([f"MLST {n}" for n in names])
+    finally:
+        await session.quit()
+    assert len(replies) == len(names)
+    assert [r.code for r in replies].count("550") == len(names) - 1
+    assert replies[300].code == "250"
+    assert "present.txt" in " ".join(replies[300].lines)
