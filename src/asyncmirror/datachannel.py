@@ -14,8 +14,12 @@ The order used here, for one transfer:
    (servers reject data connections that do not);
 3. whichever finishes first decides: an error reply (e.g. ``553``) cancels the
    handshake at once instead of waiting for it to time out;
-4. move the bytes, close the TLS stream properly (``close_notify``), and read
-   the final ``226``.
+4. move the bytes, send ``close_notify`` and the TCP FIN back to back, and
+   read the final ``226``.
+
+TLS runs on memory BIOs over a plain socket (:class:`transport.DataTLS`):
+asyncio's TLS transport holds the FIN until the server's close_notify, which
+ProFTPD only sends after our FIN -- a round trip lost per file.
 
 Every wait is bounded by the session's timeout.
 """
@@ -48,30 +52,36 @@ class DataStats:
 @contextlib.asynccontextmanager
 async def _open(
     session: Session, command: str, address: tuple[str, int], stats: DataStats | None = None
-) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter, DataStats]]:
+) -> AsyncIterator[tuple[transport.DataTLS, DataStats]]:
     """Send ``command`` and bring up its TLS data connection concurrently."""
     timeout = session.config.timeout
     host, port = address
     stats = stats if stats is not None else DataStats()
+    what = f"data connection for {command.split()[0]}"
 
-    async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        reader, writer = await transport.open_tcp(host, port, timeout)
-        try:
-            with transport.translate_errors(f"TLS on data connection for {command.split()[0]}"):
-                await writer.start_tls(
-                    session.data_tls_context(),
-                    server_hostname=session.config.host,
-                    ssl_handshake_timeout=timeout,
-                )
-        except BaseException:
-            transport.abort(writer)
-            raise
-        return reader, writer
+    async def connect() -> transport.DataTLS:
+        with transport.translate_errors(what):
+            data = await transport.DataTLS.connect(
+                host, port, session.tls_context, session.config.host, session.tls_session, timeout
+            )
+            try:
+                await data.handshake()
+            except BaseException:
+                data.abort()
+                raise
+        return data
 
-    await session.send(command)
-    reply_task: asyncio.Task[Reply] = asyncio.ensure_future(_preliminary(session))
+    prefix, session.prefix = session.prefix, []
+    await session.send(*prefix, command)
+
+    async def preliminary() -> Reply:
+        for _ in prefix:
+            session.prefix_replies.append(await session.read_reply())
+        return await session.read_reply()
+
+    reply_task: asyncio.Task[Reply] = asyncio.ensure_future(preliminary())
     data_task = asyncio.ensure_future(connect())
-    writer: asyncio.StreamWriter | None = None
+    data: transport.DataTLS | None = None
     try:
         done, _ = await asyncio.wait({reply_task, data_task}, return_when=asyncio.FIRST_COMPLETED)
         if reply_task in done:
@@ -81,7 +91,7 @@ async def _open(
                 data_task.cancel()
                 session.check(command, reply, "1")
         try:
-            reader, writer = await data_task
+            data = await data_task
         except errors.AsyncMirrorError as data_error:
             # The server explains a failed data connection on the control
             # connection (e.g. 425); prefer its words, and keep the replies in step.
@@ -94,21 +104,21 @@ async def _open(
             raise data_error from None
         reply = await reply_task
         session.check(command, reply, "1")
-        stats.reused = transport.session_reused(writer)
+        stats.reused = data.session_reused
         stats.opened = True  # from here on the server may hold a partial file
-        yield reader, writer, stats
+        yield data, stats
     except BaseException:
         for task in (reply_task, data_task):
             task.cancel()
-        transport.abort(writer)
+        if data is not None:
+            data.abort()
         if data_task.done() and not data_task.cancelled() and data_task.exception() is None:
             # Connected just as we were cancelled: the result was never taken.
-            transport.abort(data_task.result()[1])
+            data_task.result().abort()
         raise
-
-
-async def _preliminary(session: Session) -> Reply:
-    return await session.read_reply()
+    finally:
+        if data is not None:
+            data.abort()
 
 
 async def _settle(task: asyncio.Task[Reply]) -> Reply | None:
@@ -125,18 +135,40 @@ async def _next_final(session: Session) -> Reply | None:
         return None
 
 
-async def _finish(session: Session, command: str, writer: asyncio.StreamWriter) -> Reply:
-    """Close the data stream (TLS close_notify) and read the transfer's final reply."""
-    timeout = session.config.timeout
-    writer.close()
-    try:
+#: Pause between the end of an upload and its early EPSV/PASV: long enough for
+#: the server to see the end of the data first, short next to any round trip.
+EARLY_GAP = 0.002
+
+
+async def _finish(
+    session: Session, command: str, data: transport.DataTLS, *, early_passive: bool = False
+) -> Reply:
+    """Close the data stream (close_notify + FIN) and read the transfer's final reply.
+
+    With ``early_passive`` the next transfer's EPSV/PASV goes out right after
+    the data, before the ``226``: if the server has finished by the time it
+    arrives, the next passive address comes one round trip sooner.  ProFTPD
+    answers one that arrives mid-transfer with ``450 ... data transfer in
+    progress``; then it is simply sent again later (nothing lost).  Only the
+    passive command is sent early: ProFTPD would *execute* MFMT or SIZE
+    mid-transfer.
+    """
+    with transport.translate_errors(f"closing the data connection for {command.split()[0]}"):
+        await data.close()
+    if early_passive:
+        await asyncio.sleep(EARLY_GAP)
+        await session.send(session.passive_command())
+        session.passive_in_flight = True
+    while True:
         reply = await session.read_reply()
-    finally:
-        # The server has already replied; give the TLS goodbye a moment, then drop it.
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(min(timeout, 2.0)):
-                await writer.wait_closed()
-        transport.abort(writer)
+        if session.passive_in_flight and session.passive_ready is None:
+            if reply.code == "450" and "progress" in reply.text.lower():
+                session.passive_in_flight = False  # rejected: send it again later
+                continue
+            if reply.code in ("227", "229"):
+                session.passive_ready = reply  # some servers answer it before the 226
+                continue
+        break
     session.check(command, reply, "2")
     return reply
 
@@ -158,13 +190,11 @@ async def upload(
     command = f"STOR {remote_path}"
     digest = hashlib.sha256()
     if isinstance(source, bytes):
-        async with _open(session, command, address, stats) as (_, writer, stats):
+        async with _open(session, command, address, stats) as (data, stats):
             with transport.translate_errors(f"upload {remote_path}"):
-                writer.write(source)
-                stats.bytes = len(source)
-                async with asyncio.timeout(session.config.timeout):
-                    await writer.drain()
-            await _finish(session, command, writer)
+                await data.send(source)
+            stats.bytes = len(source)
+            await _finish(session, command, data)
         digest.update(source)
         stats.sha256 = digest.hexdigest()
         return stats
@@ -174,7 +204,7 @@ async def upload(
     except OSError as exc:
         raise errors.LocalFileError(f"cannot read {source}: {exc.strerror}") from None
     try:
-        async with _open(session, command, address, stats) as (_, writer, stats):
+        async with _open(session, command, address, stats) as (data, stats):
             with transport.translate_errors(f"upload {remote_path}"):
                 while True:
                     try:
@@ -185,12 +215,10 @@ async def upload(
                         ) from None
                     if not chunk:
                         break
-                    writer.write(chunk)
+                    await data.send(chunk)
                     digest.update(chunk)
                     stats.bytes += len(chunk)
-                    async with asyncio.timeout(session.config.timeout):
-                        await writer.drain()
-            await _finish(session, command, writer)
+            await _finish(session, command, data, early_passive=session.want_early_passive)
         try:
             after: os.stat_result | None = os.stat(source)
         except OSError:
@@ -208,15 +236,11 @@ async def upload(
 
 
 async def fetch(session: Session, command: str, address: tuple[str, int]) -> bytes:
-    """Run a listing command (``MLSD dir``, ``LIST``) and return its data."""
+    """Run a listing or download command (``MLSD dir``, ``LIST``, ``RETR``); its data."""
     chunks: list[bytes] = []
-    async with _open(session, command, address) as (reader, writer, _):
+    async with _open(session, command, address) as (data, _):
         with transport.translate_errors(f"{command.split()[0]} data"):
-            while True:
-                async with asyncio.timeout(session.config.timeout):
-                    chunk = await reader.read(CHUNK)
-                if not chunk:
-                    break
+            while chunk := await data.recv():
                 chunks.append(chunk)
-        await _finish(session, command, writer)
+        await _finish(session, command, data)
     return b"".join(chunks)

@@ -69,6 +69,9 @@ class JobQueue(Generic[J]):
         self._items.append(job)
         self._changed.set()
 
+    def has_items(self) -> bool:
+        return bool(self._items)
+
     def get_nowait(self) -> J | None:
         return self._items.popleft() if self._items else None
 
@@ -195,7 +198,20 @@ class Workers(Generic[J]):
                     )
                     broke_with = None
                 lines = pending[1].lines if pending else []
-                if job is not None:
+                early = session.passive_in_flight or session.passive_ready is not None
+                address = None
+                handed_over: tuple[J, Deferred] | None = None
+                if early:
+                    # The passive command went out before the transfer's 226.
+                    address = await session.read_passive()
+                    if job is not None and pending is not None:
+                        # The finished job's checks ride in the same write as the
+                        # next STOR: no round trip of their own.
+                        handed_over, pending = pending, None
+                        session.prefix = list(handed_over[1].lines)
+                    elif lines:
+                        await session.send(*lines)
+                elif job is not None:
                     await session.send(*lines, session.passive_command())
                 elif lines:
                     await session.send(*lines)
@@ -207,8 +223,23 @@ class Workers(Generic[J]):
                     self._settle(done_job, deferred, replies)
                 if job is None:
                     continue
-                address = await session.read_passive()
-                result = await self.handler(session, job, address)
+                if address is None:
+                    address = await session.read_passive()
+                quirks = session.quirks
+                session.want_early_passive = (
+                    quirks.early_passive and quirks.epsv is not None and self.queue.has_items()
+                )
+                try:
+                    result = await self.handler(session, job, address)
+                finally:
+                    session.want_early_passive = False
+                    session.prefix = []
+                    if handed_over is not None:
+                        replies = session.prefix_replies
+                        session.prefix_replies = []
+                        if len(replies) == len(handed_over[1].lines):
+                            unsettled.remove(handed_over[0])
+                            self._settle(handed_over[0], handed_over[1], replies)
                 unsettled.remove(job)
                 if result is None:
                     self._succeeded(job)
@@ -222,10 +253,21 @@ class Workers(Generic[J]):
                 raise
             except errors.AsyncMirrorError as exc:
                 pending = None
+                if session is not None and (
+                    session.passive_in_flight or session.passive_ready is not None
+                ):
+                    session.broken = True  # replies out of step: start afresh
                 if session is not None and session.broken:
                     broke_with = exc
                 for j in unsettled:
                     self._attempt_failed(j, exc)
+        if session is not None and (session.passive_in_flight or session.passive_ready):
+            # An early EPSV/PASV nobody needs any more: take its reply off the
+            # wire so the next user of this session reads its own replies.
+            try:
+                await session.read_passive()
+            except errors.RetryableError:
+                session.broken = True
         return session
 
     def _settle(self, job: J, deferred: Deferred, replies: list[Reply]) -> None:

@@ -86,6 +86,10 @@ class ServerQuirks:
         self.mlsd: bool | None = None
         self.mlst: bool | None = None
         self.list_a: bool | None = None  # does "LIST -a PATH" work?
+        #: May the next EPSV/PASV go out before a transfer's 226?  Only where
+        #: measured safe: ProFTPD answers one that arrives mid-transfer with
+        #: 450 and nothing else; pyftpdlib acts on it and stalls the transfer.
+        self.early_passive = False
         self.mtime_command: str | None = None  # "MFMT", "SITE UTIME" or "" (none works)
         self.home: str | None = None
 
@@ -106,6 +110,16 @@ class Session:
         self.broken = False
         self.banner = ""
         self._passive_sent = "EPSV"
+        #: Set by the scheduler: more work follows, send EPSV/PASV early.
+        self.want_early_passive = False
+        #: An early EPSV/PASV was sent and its reply not read yet ...
+        self.passive_in_flight = False
+        #: ... or its reply already came (before the transfer's 226).
+        self.passive_ready: Reply | None = None
+        #: Commands to send in the same write as the next transfer command, and
+        #: their replies, read just before that command's own.
+        self.prefix: list[str] = []
+        self.prefix_replies: list[Reply] = []
 
     # --- opening ----------------------------------------------------------------
 
@@ -140,6 +154,8 @@ class Session:
                 f"{where} timed out: no greeting within {cfg.timeout:g} s (--timeout)"
             ) from None
         self.banner = " ".join(info).strip()
+        if "ProFTPD" in self.banner:
+            self.quirks.early_passive = True
         self._trace("<-", f"220 {self.banner}")
 
         reply = await self.command("AUTH TLS")
@@ -208,8 +224,14 @@ class Session:
         peer = self.writer.get_extra_info("peername")
         return str(peer[0]) if peer else self.config.host
 
-    def data_tls_context(self) -> ssl.SSLContext:
-        return transport.session_context(self._ctx, self.writer)
+    @property
+    def tls_context(self) -> ssl.SSLContext:
+        return self._ctx
+
+    @property
+    def tls_session(self) -> ssl.SSLSession | None:
+        """The control connection's TLS session; data connections resume it."""
+        return transport.tls_session(self.writer)
 
     async def send(self, *lines: str) -> None:
         """Write one or more command lines in a single segment (pipelining)."""
@@ -313,7 +335,11 @@ class Session:
 
     async def read_passive(self) -> tuple[str, int]:
         """Read the reply to the passive command; fall back from EPSV to PASV once."""
-        reply = await self.read_reply()
+        if self.passive_ready is not None:
+            reply, self.passive_ready = self.passive_ready, None
+        else:
+            reply = await self.read_reply()
+        self.passive_in_flight = False
         if self._passive_sent == "EPSV" and reply.code != "229":
             if reply.is_permanent:
                 self.quirks.epsv = False  # remembered for every session of the run

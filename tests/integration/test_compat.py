@@ -531,23 +531,23 @@ def wire(monkeypatch: pytest.MonkeyPatch) -> Wire:
     """Record every data connection asyncmirror opens, and whether its TLS session was
     resumed; refuse any address outside 127/8 (nothing may leave this machine)."""
     seen = Wire()
-    open_tcp = asyncmirror.transport.open_tcp
-    session_reused = asyncmirror.transport.session_reused
+    data_tls = asyncmirror.transport.DataTLS
+    connect = data_tls.connect
+    handshake = data_tls.handshake
 
-    async def guarded(host: str, port: int, timeout: float) -> Any:
+    async def guarded(cls: Any, host: str, port: int, *args: Any) -> Any:
         seen.dials.append((host, port))
         if not ipaddress.ip_address(host).is_loopback:
             with asyncmirror.transport.translate_errors(f"connect to {host}:{port}"):
                 raise ConnectionRefusedError(f"test guard: {host} is not on this machine")
-        return await open_tcp(host, port, timeout)
+        return await connect.__func__(cls, host, port, *args)  # type: ignore[attr-defined]
 
-    def reused(writer: Any) -> bool:
-        result = session_reused(writer)
-        seen.reused.append(result)
-        return result
+    async def recording_handshake(self: Any) -> None:
+        await handshake(self)
+        seen.reused.append(self.session_reused)
 
-    monkeypatch.setattr(asyncmirror.transport, "open_tcp", guarded)
-    monkeypatch.setattr(asyncmirror.transport, "session_reused", reused)
+    monkeypatch.setattr(data_tls, "connect", classmethod(guarded))
+    monkeypatch.setattr(data_tls, "handshake", recording_handshake)
     return seen
 
 

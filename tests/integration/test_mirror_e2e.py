@@ -37,6 +37,7 @@ from treebuilders import (
     xferlog_name,
 )
 
+import asyncmirror.transport
 from asyncmirror import Events, Report, mirror
 from asyncmirror.planner import Reason, Upload
 from servers.featsilent import FeatSilentProxy
@@ -557,17 +558,17 @@ async def test_cancel_landing_just_as_a_data_connection_is_ready_leaves_nothing_
     assert not task.done()
 
     armed = [task]
-    real_start_tls = asyncio.StreamWriter.start_tls
+    data_tls = asyncmirror.transport.DataTLS
+    real_handshake = data_tls.handshake
 
-    async def start_tls(self: asyncio.StreamWriter, *args: Any, **kwargs: Any) -> Any:
-        result = await real_start_tls(self, *args, **kwargs)
+    async def handshake(self: Any) -> None:
+        await real_handshake(self)
         if armed:
             # The data connection is up and this task is about to hand it over: cancel
             # the run now, so that the cancellation reaches the worker first.
             armed.pop().cancel()
-        return result
 
-    monkeypatch.setattr(asyncio.StreamWriter, "start_tls", start_tls)
+    monkeypatch.setattr(data_tls, "handshake", handshake)
     done, _ = await asyncio.wait([task], timeout=10)
     monkeypatch.undo()
     assert not armed, "no data connection was opened after arming"
