@@ -70,10 +70,15 @@ async def list_tree(
         path = remote_join(base, job.rel)
         quirks = session.quirks
         use_mlsd = quirks.mlsd is not False
-        with_a = quirks.list_a is not False
-        # LIST -a shows dotfiles on ProFTPD and vsftpd; pyftpdlib takes -a for a path.
-        listing = f"LIST -a {path}" if with_a else f"LIST {path}"
-        command = f"MLSD {path}" if use_mlsd else listing
+        if use_mlsd:
+            command = f"MLSD {path}"
+        else:
+            # "LIST -a PATH" is unreliable (pyftpdlib reads "-a PATH" as one
+            # path or lists the working directory; vsftpd lists a missing
+            # directory as empty), so: CWD, pipelined in the same write as a
+            # plain "LIST -a" (dotfiles included) of the working directory.
+            session.prefix = [f"CWD {path}"]
+            command = "LIST -a"
         try:
             data = await datachannel.fetch(session, command, address)
         except errors.PermanentReplyError as exc:
@@ -82,25 +87,16 @@ async def list_tree(
                 raise errors.TransientReplyError(
                     exc.command, exc.code, "retrying with LIST"
                 ) from None
-            if not use_mlsd and with_a and quirks.list_a is None:
-                quirks.list_a = False
-                raise errors.TransientReplyError(
-                    exc.command, exc.code, "retrying without -a"
-                ) from None
+            data = None
+        finally:
+            cwd, session.prefix_replies = session.prefix_replies, []
+        if not use_mlsd and not (cwd and cwd[0].is_complete):
+            data = None  # the directory is not there (what was listed is another one)
+        if data is None:
             missing.add(job.rel)
             if job.rel == "":
                 tree.exists = False
             return
-        if not use_mlsd and with_a:
-            quirks.list_a = True
-        if not use_mlsd and job.rel == "":
-            # Some servers (vsftpd) answer LIST of a missing directory with an
-            # empty listing and 226; only CWD tells whether DST exists.
-            reply = await session.command(f"CWD {path}")
-            if not reply.is_complete:
-                missing.add("")
-                tree.exists = False
-                return
         if use_mlsd:
             session.quirks.mlsd = True
         text = data.decode("utf-8", errors="surrogateescape")

@@ -85,7 +85,6 @@ class ServerQuirks:
         self.epsv: bool | None = None
         self.mlsd: bool | None = None
         self.mlst: bool | None = None
-        self.list_a: bool | None = None  # does "LIST -a PATH" work?
         #: May the next EPSV/PASV go out before a transfer's 226?  Only where
         #: measured safe: ProFTPD answers one that arrives mid-transfer with
         #: 450 and nothing else; pyftpdlib acts on it and stalls the transfer.
