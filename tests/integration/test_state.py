@@ -1,0 +1,182 @@
+"""Change detection that survives a fresh checkout (issue 6), against the real ProFTPD.
+
+A CI job checks the repository out again: every file gets a new mtime, the bytes are the
+same. With remote mtimes set from the local ones and the content-hash state file in DST,
+such a run must upload nothing; a same-size edit must still be found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from treebuilders import build_small_tree, snapshot, write_file
+
+from asyncmirror import Report, mirror
+from servers.featsilent import FeatSilentProxy
+from servers.proftpd import ProftpdServer, RemoteDir
+
+STATE = ".asyncmirror-state.json"
+
+
+def run(
+    proftpd: ProftpdServer, proxy: FeatSilentProxy, src: Path, dst: str, **kwargs: Any
+) -> Report:
+    return asyncio.run(
+        mirror(
+            str(src),
+            dst,
+            host=proxy.host,
+            port=proxy.port,
+            user=proftpd.user,
+            password=proftpd.password,
+            ca_file=str(proftpd.ca_file),
+            jobs=4,
+            timeout=20,
+            **kwargs,
+        )
+    )
+
+
+def stors(proftpd: ProftpdServer) -> int:
+    return proftpd.stor_count()
+
+
+def fresh_checkout(src: Path, dst: Path) -> None:
+    """A copy with the same bytes and new mtimes (an hour later), like `git clone`."""
+    shutil.copytree(src, dst)
+    later = time.time() + 3600
+    for path in dst.rglob("*"):
+        if path.is_file():
+            os.utime(path, (later, later))
+
+
+def test_remote_mtimes_follow_and_a_fresh_checkout_uploads_nothing(
+    proftpd: ProftpdServer, featsilent: FeatSilentProxy, remote_dir: RemoteDir, tmp_path: Path
+) -> None:
+    tree = build_small_tree(tmp_path / "src")
+    first = run(proftpd, featsilent, tree.root, remote_dir.name)
+    assert first.failed == []
+    for rel in tree.files:
+        assert int((remote_dir.path / rel).stat().st_mtime) == int(
+            (tree.root / rel).stat().st_mtime
+        ), rel
+    state = json.loads((remote_dir.path / STATE).read_bytes())
+    assert set(state["files"]) == set(tree.files)
+
+    checkout = tmp_path / "checkout"
+    fresh_checkout(tree.root, checkout)
+    before = stors(proftpd)
+    report = run(proftpd, featsilent, checkout, remote_dir.name)
+    assert report.failed == []
+    assert report.uploaded == 0
+    # Only the state file itself may be rewritten (it learns the new mtimes).
+    assert stors(proftpd) - before <= 1
+
+    # The next run trusts the recorded mtimes and does not even hash.
+    before = stors(proftpd)
+    report = run(proftpd, featsilent, checkout, remote_dir.name)
+    assert report.uploaded == 0
+    assert stors(proftpd) == before
+
+
+def test_a_same_size_edit_is_uploaded_exactly_once(
+    proftpd: ProftpdServer, featsilent: FeatSilentProxy, remote_dir: RemoteDir, tmp_path: Path
+) -> None:
+    tree = build_small_tree(tmp_path / "src")
+    assert run(proftpd, featsilent, tree.root, remote_dir.name).failed == []
+    checkout = tmp_path / "checkout"
+    fresh_checkout(tree.root, checkout)
+    victim = sorted(r for r in tree.files if (tree.root / r).stat().st_size > 2)[0]
+    data = bytearray((checkout / victim).read_bytes())
+    data[0] ^= 0xFF  # same size, different bytes
+    (checkout / victim).write_bytes(bytes(data))
+    later = time.time() + 3600
+    os.utime(checkout / victim, (later, later))
+
+    report = run(proftpd, featsilent, checkout, remote_dir.name)
+    assert report.failed == []
+    assert report.plan is not None
+    assert [u.path for u in report.plan.uploads] == [victim]
+    assert report.uploaded == 1
+    assert (remote_dir.path / victim).read_bytes() == bytes(data)
+
+
+def test_corrupt_state_falls_back_to_the_listing_with_a_notice(
+    proftpd: ProftpdServer, featsilent: FeatSilentProxy, remote_dir: RemoteDir, tmp_path: Path
+) -> None:
+    tree = build_small_tree(tmp_path / "src")
+    assert run(proftpd, featsilent, tree.root, remote_dir.name).failed == []
+    (remote_dir.path / STATE).write_bytes(b"{ not json")
+    checkout = tmp_path / "checkout"
+    fresh_checkout(tree.root, checkout)
+    report = run(proftpd, featsilent, checkout, remote_dir.name)
+    assert report.failed == []
+    assert any("state" in n and "listing" in n for n in report.notes), report.notes
+    # Without a usable state, newer files go up again: correct, just not clever.
+    assert report.uploaded == len(tree.files)
+    assert snapshot(remote_dir.path, skip_own=True) == snapshot(checkout)
+    # And the state is whole again afterwards.
+    assert json.loads((remote_dir.path / STATE).read_bytes())["version"] == 1
+
+
+def test_state_file_kept_locally_and_no_state(
+    proftpd: ProftpdServer, featsilent: FeatSilentProxy, remote_dir: RemoteDir, tmp_path: Path
+) -> None:
+    tree = build_small_tree(tmp_path / "src")
+    local_state = tmp_path / "state.json"
+    assert (
+        run(proftpd, featsilent, tree.root, remote_dir.name, state_file=str(local_state)).failed
+        == []
+    )
+    assert local_state.is_file()
+    assert not (remote_dir.path / STATE).exists()
+
+    other = f"{remote_dir.name}-nostate"
+    assert run(proftpd, featsilent, tree.root, other, state=False).failed == []
+    assert not (proftpd.home / other / STATE).exists()
+
+
+def test_delete_dry_run_changes_nothing_and_max_delete_stops(
+    proftpd: ProftpdServer,
+    featsilent: FeatSilentProxy,
+    remote_dir: RemoteDir,
+    tmp_path: Path,
+    ftp_env: dict[str, str],
+) -> None:
+    src = tmp_path / "src"
+    for i in range(4):
+        write_file(src, f"keep{i}.txt", b"k" * (i + 1))
+    assert run(proftpd, featsilent, src, remote_dir.name).failed == []
+    for i in range(3):
+        (remote_dir.path / f"stale{i}.txt").write_bytes(b"old")
+    before = snapshot(remote_dir.path)
+
+    argv = [sys.executable, "-m", "asyncmirror.cli", str(src), remote_dir.name, "--no-progress"]
+    argv += ["--ca-file", str(proftpd.ca_file), "--delete"]
+    env = {**os.environ, **ftp_env}
+    dry = subprocess.run(
+        [*argv, "--dry-run", "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert dry.returncode == 0, dry.stderr
+    plan = json.loads(dry.stdout)["plan"]
+    assert sorted(plan["delete_files"]) == ["stale0.txt", "stale1.txt", "stale2.txt"]
+    assert snapshot(remote_dir.path) == before
+
+    limited = subprocess.run(
+        [*argv, "--max-delete", "2"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert limited.returncode == 1
+    assert "--max-delete" in limited.stderr
+    assert snapshot(remote_dir.path) == before
+
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert snapshot(remote_dir.path, skip_own=True) == snapshot(src)
