@@ -203,7 +203,13 @@ class Workers(Generic[J]):
                 handed_over: tuple[J, Deferred] | None = None
                 if early:
                     # The passive command went out before the transfer's 226.
-                    address = await session.read_passive()
+                    try:
+                        address = await session.read_passive()
+                    except errors.TransientReplyError:
+                        # e.g. "425 Address already in use": the session is
+                        # fine; ask again below, with the checks still due.
+                        early = False
+                if early:
                     if job is not None and pending is not None:
                         # The finished job's checks ride in the same write as the
                         # next STOR: no round trip of their own.
