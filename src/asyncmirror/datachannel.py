@@ -47,6 +47,7 @@ class DataStats:
     reused: bool = False
     sha256: str = ""
     opened: bool = False
+    replied: bool = False  # the transfer's final reply has been read
 
 
 @contextlib.asynccontextmanager
@@ -106,7 +107,16 @@ async def _open(
         session.check(command, reply, "1")
         stats.reused = data.session_reused
         stats.opened = True  # from here on the server may hold a partial file
-        yield data, stats
+        try:
+            yield data, stats
+        except errors.AsyncMirrorError:
+            # The transfer broke after the 150: the server still owes its final
+            # reply (426/451).  Read it, or the next command would read it.
+            data.abort()
+            data = None
+            if not stats.replied:
+                await _drain_final(session)
+            raise
     except BaseException:
         for task in (reply_task, data_task):
             task.cancel()
@@ -119,6 +129,18 @@ async def _open(
     finally:
         if data is not None:
             data.abort()
+
+
+async def _drain_final(session: Session) -> None:
+    if session.broken:
+        return
+    try:
+        async with asyncio.timeout(min(session.config.timeout, 5.0)):
+            reply = await session.read_reply()
+            while reply.is_preliminary:
+                reply = await session.read_reply()
+    except (errors.AsyncMirrorError, TimeoutError):
+        session.broken = True
 
 
 async def _settle(task: asyncio.Task[Reply]) -> Reply | None:
@@ -141,7 +163,12 @@ EARLY_GAP = 0.002
 
 
 async def _finish(
-    session: Session, command: str, data: transport.DataTLS, *, early_passive: bool = False
+    session: Session,
+    command: str,
+    data: transport.DataTLS,
+    stats: DataStats,
+    *,
+    early_passive: bool = False,
 ) -> Reply:
     """Close the data stream (close_notify + FIN) and read the transfer's final reply.
 
@@ -169,6 +196,7 @@ async def _finish(
                 session.passive_ready = reply  # some servers answer it before the 226
                 continue
         break
+    stats.replied = True
     session.check(command, reply, "2")
     return reply
 
@@ -194,7 +222,7 @@ async def upload(
             with transport.translate_errors(f"upload {remote_path}"):
                 await data.send(source)
             stats.bytes = len(source)
-            await _finish(session, command, data)
+            await _finish(session, command, data, stats)
         digest.update(source)
         stats.sha256 = digest.hexdigest()
         return stats
@@ -218,7 +246,7 @@ async def upload(
                     await data.send(chunk)
                     digest.update(chunk)
                     stats.bytes += len(chunk)
-            await _finish(session, command, data, early_passive=session.want_early_passive)
+            await _finish(session, command, data, stats, early_passive=session.want_early_passive)
         try:
             after: os.stat_result | None = os.stat(source)
         except OSError:
@@ -238,9 +266,9 @@ async def upload(
 async def fetch(session: Session, command: str, address: tuple[str, int]) -> bytes:
     """Run a listing or download command (``MLSD dir``, ``LIST``, ``RETR``); its data."""
     chunks: list[bytes] = []
-    async with _open(session, command, address) as (data, _):
+    async with _open(session, command, address) as (data, stats):
         with transport.translate_errors(f"{command.split()[0]} data"):
             while chunk := await data.recv():
                 chunks.append(chunk)
-        await _finish(session, command, data)
+        await _finish(session, command, data, stats)
     return b"".join(chunks)
