@@ -197,6 +197,10 @@ async def _finish(
                 continue
         break
     stats.replied = True
+    if session.passive_in_flight and not reply.is_complete:
+        # An error here may be the early command's answer, not the transfer's:
+        # the replies can no longer be paired reliably.
+        session.broken = True
     session.check(command, reply, "2")
     return reply
 

@@ -163,7 +163,3 @@ class ProtocolError(RetryableError):
 
 class VerifyError(RetryableError):
     """The uploaded file's size on the server is not the local size."""
-
-
-def is_fatal(exc: BaseException) -> bool:
-    return isinstance(exc, FatalError)

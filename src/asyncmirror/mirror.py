@@ -10,7 +10,6 @@ what is gone -- only when every upload succeeded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import os
@@ -451,27 +450,25 @@ class _Run:
     async def _mkdirs(self, session: Session, paths: list[str], clear: list[str]) -> Session:
         """Create directories, parents first, after removing files in their way."""
 
-        def on_reply(path: str, reply: Reply) -> None:
-            if path in clear:
-                if reply.is_complete:
-                    self.report.deleted += 1
-                    self.events.action("delete", path)
-            elif reply.is_complete:
-                self.report.mkdirs += 1
-                self.events.action("mkdir", path)
-            elif reply.is_permanent:
+        def on_reply(key: tuple[str, str], reply: Reply) -> None:
+            verb, path = key
+            if reply.is_transient:
+                raise errors.TransientReplyError(f"{verb} {path}", reply.code, reply.text)
+            if not reply.is_complete:
                 # Usually "exists" (DST's own parents); a real problem shows up
                 # as the failure of the uploads into it, with the server's words.
-                pass
+                return
+            if verb == "DELE":
+                self.report.deleted += 1
+                self.events.action("delete", path)
             else:
-                raise errors.TransientReplyError(f"MKD {path}", reply.code, reply.text)
+                self.report.mkdirs += 1
+                self.events.action("mkdir", path)
 
+        commands = [(f"DELE {p}", ("DELE", p)) for p in clear]
+        commands += [(f"MKD {p}", ("MKD", p)) for p in paths]
         return await run_batch(
-            self.pool,
-            session,
-            [(f"DELE {p}", p) for p in clear] + [(f"MKD {p}", p) for p in paths],
-            retries=self.retries,
-            on_reply=on_reply,
+            self.pool, session, commands, retries=self.retries, on_reply=on_reply
         )
 
     # --- uploads --------------------------------------------------------------
@@ -677,12 +674,6 @@ def _learn_mtime(quirks: object, line: str, reply: Reply) -> None:
             quirks.mtime_command = "SITE UTIME"  # type: ignore[attr-defined]
         elif current == "SITE UTIME" and line.startswith("SITE"):
             quirks.mtime_command = ""  # type: ignore[attr-defined]
-
-
-async def _forget(session: Session, path: str) -> None:
-    """Remove a temporary upload after a failed transfer (best effort, bounded)."""
-    with contextlib.suppress(errors.AsyncMirrorError):
-        await session.command(f"DELE {path}")
 
 
 class _Snapshot:

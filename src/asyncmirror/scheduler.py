@@ -239,7 +239,12 @@ class Workers(Generic[J]):
                     result = await self.handler(session, job, address)
                 finally:
                     session.want_early_passive = False
-                    session.prefix = []
+                    unsent, session.prefix = session.prefix, []
+                    if handed_over is not None and unsent:
+                        # The handler failed before its STOR went out: the
+                        # checks were never sent; they are still due.
+                        pending, handed_over = handed_over, None
+                        unsettled.remove(pending[0])
                     if handed_over is not None:
                         replies = session.prefix_replies
                         session.prefix_replies = []
@@ -258,11 +263,18 @@ class Workers(Generic[J]):
             except errors.FatalError:
                 raise
             except errors.AsyncMirrorError as exc:
-                pending = None
                 if session is not None and (
                     session.passive_in_flight or session.passive_ready is not None
                 ):
                     session.broken = True  # replies out of step: start afresh
+                if pending is not None and pending[0] not in unsettled:
+                    # Checks handed back by a handler that failed before its STOR:
+                    # still due on a healthy session, else the job is retried.
+                    if session is None or session.broken:
+                        unsettled.append(pending[0])
+                        pending = None
+                else:
+                    pending = None
                 if session is not None and session.broken:
                     broke_with = exc
                 for j in unsettled:
@@ -272,7 +284,7 @@ class Workers(Generic[J]):
             # wire so the next user of this session reads its own replies.
             try:
                 await session.read_passive()
-            except errors.RetryableError:
+            except errors.AsyncMirrorError:
                 session.broken = True
         return session
 
@@ -328,8 +340,8 @@ async def run_batch(
             await session.send(*(line for line, _ in chunk))
             for _, key in chunk:
                 reply = await session.read_reply()
+                on_reply(key, reply)  # may raise a transient error: then this one is re-sent
                 index += 1
-                on_reply(key, reply)
         except errors.RetryableError:
             failures += 1
             if failures > retries:

@@ -251,7 +251,13 @@ class Session:
         """Read one complete reply (all lines of a multi-line one)."""
         with self._guard("read reply"):
             while True:
-                raw = await self._client.stream.readline()
+                try:
+                    raw = await self._client.stream.readline()
+                except ValueError:  # asyncio's "line too long" (LimitOverrunError)
+                    self.broken = True
+                    raise errors.ProtocolError(
+                        f"{self.config.host} sent a reply line longer than 64 KiB"
+                    ) from None
                 if not raw:
                     raise errors.NetworkError(f"{self.config.host} closed the control connection")
                 line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
@@ -272,20 +278,29 @@ class Session:
             for i in range(0, len(lines), chunk):
                 await self.send(*lines[i : i + chunk])
 
-        writer = asyncio.ensure_future(write_all())
-        replies: list[Reply] = []
-        try:
+        async def read_all() -> list[Reply]:
             for _ in lines:
                 reply = await self.read_reply()
                 while reply.is_preliminary:
                     reply = await self.read_reply()
                 replies.append(reply)
-            await writer
             return replies
+
+        replies: list[Reply] = []
+        writer = asyncio.ensure_future(write_all())
+        reader = asyncio.ensure_future(read_all())
+        try:
+            # A failed write must not leave us waiting for replies never asked for.
+            await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_EXCEPTION)
+            if writer.done() and writer.exception() is not None:
+                raise writer.exception()  # type: ignore[misc]
+            await writer
+            return await reader
         finally:
-            if not writer.done():
-                writer.cancel()
-            if len(replies) < len(lines) or not writer.done() or writer.cancelled():
+            for task in (writer, reader):
+                if not task.done():
+                    task.cancel()
+            if len(replies) < len(lines) or writer.cancelled():
                 # Replies are still on their way: this connection is out of step.
                 self.broken = True
 

@@ -25,7 +25,7 @@ import aioftp
 
 from . import errors
 
-#: Generous stream buffer: MLSD replies of large directories arrive in one go.
+#: Stream buffer for the fingerprint probe's control connection.
 STREAM_LIMIT = 1 << 20
 
 
@@ -149,20 +149,6 @@ def tls_session(control: asyncio.StreamWriter) -> ssl.SSLSession | None:
     """
     obj = control.get_extra_info("ssl_object")
     return obj.session if obj is not None else None
-
-
-async def open_tcp(
-    host: str, port: int, timeout: float
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A plain TCP connection, bounded by ``timeout``."""
-    with translate_errors(f"connect to {host}:{port}", connecting=True):
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port, limit=STREAM_LIMIT)
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return reader, writer
 
 
 def abort(writer: asyncio.StreamWriter | None) -> None:
