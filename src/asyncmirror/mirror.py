@@ -452,8 +452,6 @@ class _Run:
 
         def on_reply(key: tuple[str, str], reply: Reply) -> None:
             verb, path = key
-            if reply.is_transient:
-                raise errors.TransientReplyError(f"{verb} {path}", reply.code, reply.text)
             if not reply.is_complete:
                 # Usually "exists" (DST's own parents); a real problem shows up
                 # as the failure of the uploads into it, with the server's words.
@@ -637,12 +635,10 @@ class _Run:
             if reply.is_complete:
                 self.report.deleted += 1
                 self.events.action("delete", path)
-            elif reply.is_permanent:
+            else:  # permanent, or transient with the retries used up
                 msg = f"{reply.code} {reply.text}"
                 self.report.failed.append(Failure(path, f"delete failed: {msg}"))
                 self.events.failed(path, f"delete failed: {msg}")
-            else:
-                raise errors.TransientReplyError(f"delete {path}", reply.code, reply.text)
 
         commands = [(f"DELE {remote.remote_join(base, f)}", f) for f in plan.delete_files]
         commands += [(f"RMD {remote.remote_join(base, d)}", d) for d in plan.delete_dirs]

@@ -326,28 +326,42 @@ async def run_batch(
 ) -> Session:
     """Send ``commands`` pipelined in chunks, in order, on one session.
 
-    ``on_reply(key, reply)`` sees every reply (it decides what a 550 means).
-    A broken connection is replaced and the unanswered rest re-sent.
+    ``on_reply(key, reply)`` sees the final reply of every command.  A command
+    answered with a transient reply (4xx) is sent again after a backoff -- only
+    that one: the others of its chunk were done -- and ``on_reply`` sees its
+    4xx only when the retries are used up.  A broken connection is replaced and
+    the unanswered rest re-sent.
     """
-    index = 0
+    todo = [(i, line, key) for i, (line, key) in enumerate(commands)]
+    attempts: dict[int, int] = {}  # command index -> transient replies so far
     failures = 0
-    while index < len(commands):
-        chunk = commands[index : index + BATCH]
+    while todo:
+        chunk, rest = todo[:BATCH], todo[BATCH:]
+        again: list[tuple[int, str, J]] = []
+        answered = 0
         try:
             if session.broken:
                 pool.discard(session)
                 session = await pool.open_session(replacing=True)
-            await session.send(*(line for line, _ in chunk))
-            for _, key in chunk:
+            await session.send(*(line for _, line, _ in chunk))
+            for index, line, key in chunk:
                 reply = await session.read_reply()
-                on_reply(key, reply)  # may raise a transient error: then this one is re-sent
-                index += 1
+                answered += 1
+                tries = attempts.get(index, 0)
+                if reply.is_transient and tries < retries:
+                    attempts[index] = tries + 1
+                    again.append((index, line, key))
+                else:
+                    on_reply(key, reply)
         except errors.RetryableError:
             failures += 1
             if failures > retries:
                 raise
             session.broken = True
-            await asyncio.sleep(backoff(failures))
+            again += chunk[answered:]
+        if again:
+            await asyncio.sleep(backoff(max(attempts.get(i, 1) for i, _, _ in again)))
+        todo = again + rest
     return session
 
 

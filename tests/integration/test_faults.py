@@ -335,6 +335,29 @@ def test_transient_425_426_450_451_replies_are_retried(ftp: Faulty, tmp_path: Pa
     assert_mirrored(files, remote, run)
 
 
+def test_transient_replies_to_pipelined_mkd_and_dele_are_retried(
+    ftp: Faulty, tmp_path: Path
+) -> None:
+    # MKD and DELE go out pipelined in batches; a 450 on one of them must send that
+    # one again, not count it as done.
+    src = tmp_path / "site"
+    remote = fresh_remote(ftp, "batch4xx")
+    make_tree(src, {f"stale{i}.txt": 10 + i for i in range(4)})
+    assert run_cli(ftp, src, remote.name, "--no-state").rc == 0  # the server's own files
+    for i in range(4):
+        (src / f"stale{i}.txt").unlink()
+    files = make_tree(src, {f"d{i}/f.txt": 100 + i for i in range(6)})
+    faults = [
+        ReplyFault("MKD", "450 Directory busy, try again", name="d3", times=1),
+        ReplyFault("DELE", "450 File busy, try again", name="stale2.txt", times=1),
+    ]
+    ftp.proxy.configure(reply_faults=faults)
+    run = run_cli(ftp, src, remote.name, "--delete", "--timeout", "5", "--no-state")
+    assert [f.fired for f in faults] == [1, 1]
+    assert run.rc == 0, describe(run, ftp.proxy)
+    assert_mirrored(files, remote, run)
+
+
 def test_state_file_upload_failing_once_leaves_no_temporary_file(
     ftp: Faulty, tmp_path: Path
 ) -> None:
