@@ -673,6 +673,35 @@ def test_listing_cut_mid_transfer_is_retried_and_the_session_stays_in_step(
 # --- local files that cannot be read (as root too) ---------------------------------------
 
 
+def test_a_file_changing_while_it_uploads_is_sent_again_with_its_final_bytes(
+    ftp: Faulty, tmp_path: Path
+) -> None:
+    src = tmp_path / "site"
+    files = make_tree(src, {"big.bin": 8 << 20, "small.txt": 100})
+    remote = fresh_remote(ftp, "changing")
+    final = os.urandom(8 << 20)
+    changed: list[bool] = []
+
+    def rewrite() -> None:
+        # Runs when the first STOR arrives, while the client is still reading big.bin
+        # (largest first); same size, new bytes, new mtime.
+        (src / "big.bin").write_bytes(final)
+        later = time.time() + 5
+        os.utime(src / "big.bin", (later, later))
+        changed.append(True)
+
+    ftp.proxy.at_command("STOR", 1, rewrite)
+    run = run_cli(ftp, src, remote.name, "-j", "1", "--no-state", "-vv")
+    assert changed, "the file was never rewritten"
+    assert run.rc == 0, describe(run, ftp.proxy)
+    # The change was noticed (size/mtime differ from when the upload began) and the
+    # file sent again, rather than trusting what happened to be read.
+    assert run.report["retries"] >= 1, describe(run, ftp.proxy)
+    assert "changed while it was being uploaded" in run.err
+    files["big.bin"] = final
+    assert_mirrored(files, remote, run)
+
+
 def test_unreadable_local_files_are_reported_and_the_others_uploaded(
     ftp: Faulty, tmp_path: Path
 ) -> None:
