@@ -74,7 +74,7 @@ def ephemeral_port_range() -> tuple[int, int]:
         return 32768, 60999
 
 
-def _port_is_free(port: int, host: str) -> bool:
+def port_is_free(port: int, host: str) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
             sock.bind((host, port))
@@ -83,7 +83,7 @@ def _port_is_free(port: int, host: str) -> bool:
     return True
 
 
-def _windows() -> list[tuple[int, int]]:
+def port_windows() -> list[tuple[int, int]]:
     eph_lo, eph_hi = ephemeral_port_range()
     out: list[tuple[int, int]] = []
     for lo, hi in (_PREFERRED_PORT_REGION, (10000, 65535), (1025, 65535)):
@@ -97,16 +97,16 @@ def _windows() -> list[tuple[int, int]]:
 def pick_ports(passive_size: int = 50, host: str = "127.0.0.1") -> tuple[int, tuple[int, int]]:
     """A free control port and a free passive range (inclusive), none of them ephemeral."""
     rng = random.SystemRandom()
-    for lo, hi in _windows():
+    for lo, hi in port_windows():
         if hi - lo + 1 < passive_size + 1:
             continue
         for _ in range(50):
             start = rng.randint(lo, hi - passive_size + 1)
             passive = (start, start + passive_size - 1)
             control = rng.randint(lo, hi)
-            if passive[0] <= control <= passive[1] or not _port_is_free(control, host):
+            if passive[0] <= control <= passive[1] or not port_is_free(control, host):
                 continue
-            if all(_port_is_free(p, host) for p in range(passive[0], passive[1] + 1)):
+            if all(port_is_free(p, host) for p in range(passive[0], passive[1] + 1)):
                 return control, passive
     raise ServerStartError(f"no free ports outside the ephemeral range {ephemeral_port_range()}")
 

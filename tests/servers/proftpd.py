@@ -26,16 +26,23 @@ import os
 import random
 import re
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
+
+from .common import (
+    ServerStartError,
+    ephemeral_port_range,
+    port_is_free,
+    port_windows,
+    read_text,
+    terminate_group,
+    wait_for_banner,
+)
 
 __all__ = [
     "ProftpdServer",
@@ -57,12 +64,11 @@ INSTALL_HINT = (
 _NOBODY_UID = 65534
 _NOGROUP_GID = 65534
 # Where to look for the port ranges we use: outside the kernel's ephemeral range.
-_PREFERRED_PORT_REGION = (20000, 30000)
 _DEFAULT_PASSIVE_RANGE_SIZE = 200
 _START_TIMEOUT = 10.0
 
 
-class ProftpdStartError(RuntimeError):
+class ProftpdStartError(ServerStartError):
     """ProFTPD did not start (the message carries the tail of its logs)."""
 
 
@@ -147,10 +153,10 @@ class ProftpdServer:
         return logged
 
     def tls_log_text(self) -> str:
-        return _read_text(self.tls_log)
+        return read_text(self.tls_log)
 
     def system_log_text(self) -> str:
-        return _read_text(self.system_log)
+        return read_text(self.system_log)
 
     # -- clients ---------------------------------------------------------------
 
@@ -176,7 +182,7 @@ class ProftpdServer:
         proc = self.process
         if proc is None:
             return
-        _terminate_group(proc, timeout)
+        terminate_group(proc, timeout)
         self.process = None
         atexit.unregister(self.stop)
         if self.external_home:
@@ -302,48 +308,11 @@ def proftpd_available() -> bool:
 # ports
 
 
-def ephemeral_port_range() -> tuple[int, int]:
-    try:
-        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
-        lo, hi = (int(x) for x in text.split())
-        return lo, hi
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-def _port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    # No SO_REUSEADDR: a port in TIME_WAIT or listening on any address counts as busy.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _allowed_windows() -> list[tuple[int, int]]:
-    """Port windows (inclusive) outside the ephemeral range, preferred region first."""
-    eph_lo, eph_hi = ephemeral_port_range()
-
-    def minus_ephemeral(lo: int, hi: int) -> list[tuple[int, int]]:
-        parts = []
-        if lo < eph_lo:
-            parts.append((lo, min(hi, eph_lo - 1)))
-        if hi > eph_hi:
-            parts.append((max(lo, eph_hi + 1), hi))
-        return [(a, b) for a, b in parts if a <= b]
-
-    windows = minus_ephemeral(*_PREFERRED_PORT_REGION)
-    windows += minus_ephemeral(10000, 65535)
-    windows += minus_ephemeral(1025, 65535)
-    return windows
-
-
 def _pick_ports(
     passive_size: int, host: str, fixed_passive: tuple[int, int] | None
 ) -> tuple[int, tuple[int, int]]:
     rng = random.SystemRandom()
-    for lo, hi in _allowed_windows():
+    for lo, hi in port_windows():
         span = hi - lo + 1
         if span < passive_size + 1:
             continue
@@ -351,12 +320,12 @@ def _pick_ports(
             if fixed_passive is None:
                 start = rng.randint(lo, hi - passive_size + 1)
                 passive = (start, start + passive_size - 1)
-                if not all(_port_is_free(p, host) for p in range(passive[0], passive[1] + 1)):
+                if not all(port_is_free(p, host) for p in range(passive[0], passive[1] + 1)):
                     continue
             else:
                 passive = fixed_passive
             control = rng.randint(lo, hi)
-            if passive[0] <= control <= passive[1] or not _port_is_free(control, host):
+            if passive[0] <= control <= passive[1] or not port_is_free(control, host):
                 continue
             return control, passive
     raise ProftpdStartError(f"no free ports outside the ephemeral range {ephemeral_port_range()}")
@@ -608,39 +577,12 @@ def start_proftpd(
 
 
 def _wait_for_banner(server: ProftpdServer, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    last = "no connection attempt"
-    while time.monotonic() < deadline:
-        proc = server.process
-        if proc is not None and proc.poll() is not None:
-            last = f"proftpd exited with status {proc.returncode}"
-            break
-        try:
-            with socket.create_connection((server.host, server.port), timeout=2) as sock:
-                sock.settimeout(max(0.5, deadline - time.monotonic()))
-                banner = b""
-                while not banner.endswith(b"\n"):
-                    chunk = sock.recv(4096)
-                    if not chunk:
-                        break
-                    banner += chunk
-                if banner.startswith(b"220"):
-                    with contextlib.suppress(OSError):
-                        sock.sendall(b"QUIT\r\n")
-                    return
-                last = f"unexpected banner {banner!r}"
-        except OSError as exc:
-            last = repr(exc)
-        time.sleep(0.05)
-    tail = _tail(server.system_log)
-    raise ProftpdStartError(
-        f"ProFTPD did not answer 220 on {server.address} ({last}); "
-        f"config {server.config_file}; log tail:\n{tail}"
-    )
-
-
-# ---------------------------------------------------------------------------
-# helpers
+    try:
+        wait_for_banner(
+            server.host, server.port, server.process, timeout, "ProFTPD", (server.system_log,)
+        )
+    except ServerStartError as exc:
+        raise ProftpdStartError(f"{exc}\nconfig {server.config_file}") from None
 
 
 def _parse_xferlog_line(line: str) -> TransferRecord | None:
@@ -661,18 +603,6 @@ def _parse_xferlog_line(line: str) -> TransferRecord | None:
         user=tail[4],
         raw=line,
     )
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return ""
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    text = _read_text(path)
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def _run_quiet(argv: list[str]) -> str:
@@ -707,18 +637,3 @@ def _current_group_name() -> str:
     import grp
 
     return grp.getgrgid(os.getgid()).gr_name
-
-
-def _terminate_group(proc: subprocess.Popen[Any], timeout: float) -> None:
-    pgid = proc.pid  # start_new_session=True: the group id is the leader's pid
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, sig)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            continue
-        break
-    # Session processes may outlive the master for a moment.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
