@@ -38,6 +38,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 
 from asyncmirror.entries import LocalFile, LocalTree
 from asyncmirror.errors import UsageError
@@ -94,7 +95,13 @@ def _root_dir(root: str) -> tuple[str, os.stat_result]:
     return (root if os.path.isabs(root) else os.path.join(os.getcwd(), root)), st
 
 
-def scan(root: str, filters: FilterSet) -> LocalTree:
+def scan(
+    root: str,
+    filters: FilterSet,
+    *,
+    enough: int = 0,
+    on_enough: Callable[[], None] | None = None,
+) -> LocalTree:
     """Scan the directory *root* and return what :class:`LocalTree` holds.
 
     Keys of ``tree.files`` and members of ``tree.dirs`` are relative POSIX
@@ -103,6 +110,10 @@ def scan(root: str, filters: FilterSet) -> LocalTree:
     directory, or cannot be read at all -- an empty result there would look
     like "SRC is empty" and let ``--delete`` wipe the server.  Any other
     trouble is a line in ``tree.problems`` and the scan goes on.
+
+    ``on_enough`` is called once (from this thread), as soon as *enough* files
+    and directories have been kept: the caller can size its work before the
+    whole tree is known.
     """
     top, top_st = _root_dir(root)
     tree = LocalTree(root=top)
@@ -144,6 +155,9 @@ def scan(root: str, filters: FilterSet) -> LocalTree:
             seen[st.st_dev, st.st_ino] = rel
             dirs.add(rel)
             stack.append((link_path, rel + "/"))
+        if on_enough is not None and len(files) + len(dirs) >= enough:
+            on_enough()
+            on_enough = None
         abs_dir, prefix = stack.pop()
         try:
             it = os.scandir(abs_dir)
@@ -212,6 +226,8 @@ def scan(root: str, filters: FilterSet) -> LocalTree:
                     continue
                 except OSError as exc:
                     problems.append((display_path(rel), _why(exc)))
+    if on_enough is not None and len(files) + len(dirs) >= enough:
+        on_enough()
     return tree
 
 

@@ -10,6 +10,7 @@ what is gone -- only when every upload succeeded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -18,8 +19,6 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, tzinfo
-
-import anyio
 
 from . import datachannel, errors, local, remote
 from . import state as state_mod
@@ -211,11 +210,35 @@ class _Run:
         return self.report
 
     async def _run(self) -> None:
-        # Scan in a thread while every session logs in: both take round trips
-        # or disk time, neither needs the other.
-        scan = asyncio.ensure_future(anyio.to_thread.run_sync(local.scan, self.src, self.filters))
+        # Scan in a thread while the sessions log in: both take round trips or
+        # disk time, neither needs the other.
+        loop = asyncio.get_running_loop()
+        found_enough = asyncio.Event()
+
+        def enough() -> None:  # called from the scan's thread
+            with contextlib.suppress(RuntimeError):  # the run ended (loop closed) first
+                loop.call_soon_threadsafe(found_enough.set)
+
+        scan = asyncio.ensure_future(
+            asyncio.to_thread(
+                local.scan, self.src, self.filters, enough=self.pool.size, on_enough=enough
+            )
+        )
+
+        async def useful() -> int:
+            """Sessions worth opening: every one, unless the tree turns out smaller."""
+            found = asyncio.ensure_future(found_enough.wait())
+            try:
+                await asyncio.wait({scan, found}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                found.cancel()
+            if not scan.done():
+                return self.pool.size
+            small = scan.result()  # a failed scan raises here and stops the logins
+            return len(small.files) + len(small.dirs)
+
         try:
-            sessions = await self.pool.start()
+            sessions = await self.pool.start(useful())
         except BaseException:
             scan.cancel()
             raise
@@ -349,7 +372,7 @@ class _Run:
         if not self.state:
             return
         trusted, to_hash = state_mod.classify(plan, self.state, remote_tree)
-        hashes = await anyio.to_thread.run_sync(_hash_files, [tree.files[p] for p in to_hash])
+        hashes = await asyncio.to_thread(_hash_files, [tree.files[p] for p in to_hash])
         unchanged = list(trusted)
         for path, digest in hashes.items():
             entry = self.state[path]

@@ -1,4 +1,5 @@
-"""N logged-in sessions: opened all at once, replaced when broken, fewer on 421.
+"""N logged-in sessions: opened all at once (as many as the work can use),
+replaced when broken, fewer on 421.
 
 Bookkeeping (how many sessions the host allows) is plain synchronous state; the
 I/O happens in :meth:`Pool.open_session`.  A fatal error (wrong password,
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from . import errors, transport
 from .session import ServerConfig, ServerQuirks, Session
@@ -43,10 +44,33 @@ class Pool:
 
     # --- opening ----------------------------------------------------------------
 
-    async def start(self) -> list[Session]:
-        """Open up to ``size`` sessions concurrently; at least one must succeed."""
+    async def start(self, useful: Awaitable[int] | None = None) -> list[Session]:
+        """Open up to ``size`` sessions concurrently; at least one must succeed.
+
+        With ``useful`` (how many sessions the work can keep busy, known once
+        the source tree has been scanned), one session logs in at once and the
+        rest only up to that number: two files never cost eight logins, which
+        on a shared host are eight forked server processes and TLS handshakes.
+        """
+        first = asyncio.ensure_future(self._open_once())
+        count = self.size
+        if useful is not None:
+            waiting = asyncio.ensure_future(useful)
+            try:
+                # A fatal first login (wrong password, bad certificate) ends the
+                # run without waiting for the scan.
+                await asyncio.wait({first, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                if first.done() and isinstance(first.exception(), errors.FatalError):
+                    first.result()  # raises it
+                count = max(1, min(self.size, await waiting))
+            except BaseException:
+                # A login that already succeeded is closed by close_all() at the end.
+                for task in (first, waiting):
+                    task.cancel()
+                await asyncio.gather(first, waiting, return_exceptions=True)
+                raise
         results = await asyncio.gather(
-            *(self._open_once() for _ in range(self.size)), return_exceptions=True
+            first, *(self._open_once() for _ in range(count - 1)), return_exceptions=True
         )
         sessions = [r for r in results if isinstance(r, Session)]
         failures = [r for r in results if isinstance(r, BaseException)]
@@ -61,10 +85,10 @@ class Pool:
         if not sessions:
             # Nothing fatal but nothing open either (421 or timeouts everywhere):
             # keep trying with one, counting this round as its first attempt.
-            first = next(e for e in failures if isinstance(e, errors.AsyncMirrorError))
-            sessions = [await self.open_session(failed=first)]
-        if len(sessions) < self.size:
-            self._shrink_note(len(sessions), failures)
+            first_error = next(e for e in failures if isinstance(e, errors.AsyncMirrorError))
+            sessions = [await self.open_session(failed=first_error)]
+        if len(sessions) < count:
+            self._shrink_note(len(sessions), count, failures)
         return sessions
 
     async def _open_once(self) -> Session:
@@ -105,7 +129,7 @@ class Pool:
                 return await self._open_once()
             except errors.TooManyConnectionsError as exc:
                 if self._alive > 0:
-                    self._shrink_note(self._alive, [exc])
+                    self._shrink_note(self._alive, self.size, [exc])
                     raise Retired() from None
                 error = exc
             except errors.ConnectError as exc:
@@ -125,13 +149,13 @@ class Pool:
             self._alive -= 1
         session.abort()
 
-    def _shrink_note(self, alive: int, failures: list[BaseException]) -> None:
+    def _shrink_note(self, alive: int, tried: int, failures: list[BaseException]) -> None:
         if self._shrunk_said:
             return
         self._shrunk_said = True
         why = next((e.user_line() for e in failures if isinstance(e, errors.AsyncMirrorError)), "")
         self._note(
-            f"the server accepted {alive} of {self.size} connections; "
+            f"the server accepted {alive} of {tried} connections; "
             f"continuing with {alive}" + (f" ({why})" if why else "")
         )
 

@@ -412,6 +412,32 @@ def test_remote_modification_times_equal_local_ones(
     assert mark.stored() == []
 
 
+@pytest.mark.parametrize(("files", "dirs", "logins"), [(1, 0, 1), (2, 0, 2), (3, 3, 6), (12, 0, 8)])
+def test_logins_are_as_many_as_the_tree_can_use(
+    proftpd: ProftpdServer,
+    featsilent: FeatSilentProxy,
+    tmp_path: Path,
+    files: int,
+    dirs: int,
+    logins: int,
+) -> None:
+    """-j 8 with two files logs in twice: on a shared host every session is a forked
+    server process and a TLS handshake, and the six others would only idle."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(files):
+        write_file(src, f"f{i}.txt", b"x" * (i + 1))
+    for i in range(dirs):
+        (src / f"d{i}").mkdir()
+    remote = fresh_remote(proftpd, "logins")
+    report = run_mirror(proftpd, featsilent, src, remote.name, jobs=8)
+    assert report.failed == []
+    assert report.uploaded == files
+    assert featsilent.connections == logins
+    for i in range(files):
+        assert (remote.path / f"f{i}.txt").read_bytes() == b"x" * (i + 1)
+
+
 class _CountUploads(Events):
     def __init__(self, threshold: int) -> None:
         self.count = 0

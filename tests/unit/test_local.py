@@ -397,3 +397,18 @@ def test_file_vanishing_during_the_scan_is_left_out(
 )
 def test_display_path(relpath: str, shown: str) -> None:
     assert display_path(relpath) == shown
+
+
+@pytest.mark.parametrize(
+    ("enough", "calls"),
+    [(0, 1), (1, 1), (4, 1), (5, 1), (6, 0)],  # the tree has 3 files and 2 directories
+)
+def test_on_enough_is_called_once_when_that_many_paths_are_kept(
+    tmp_path: Path, enough: int, calls: int
+) -> None:
+    for rel in ("a.txt", "b.txt", "sub/c.txt", "sub/deeper/.hidden"):
+        write(tmp_path, rel)
+    seen: list[int] = []
+    tree = scan(str(tmp_path), SEED, enough=enough, on_enough=lambda: seen.append(1))
+    assert len(tree.files) + len(tree.dirs) == 5
+    assert len(seen) == calls
