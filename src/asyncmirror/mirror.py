@@ -16,6 +16,7 @@ import hashlib
 import os
 import posixpath
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, tzinfo
@@ -185,6 +186,8 @@ class _Run:
         self.state_file = state_file
         self.state: dict[str, StateEntry] = {}  # what is known to be on the server
         self.state_dirty = False
+        # Large files still being hashed by a worker thread, and how to stop each.
+        self.hashing: dict[asyncio.Future[str | None], threading.Event] = {}
         self.state_written_at = time.monotonic()
         self.base = "/"
         self.run_id = secrets.token_hex(4)
@@ -204,6 +207,8 @@ class _Run:
         try:
             await self._run()
         finally:
+            for stop in self.hashing.values():
+                stop.set()  # a cancelled run: the threads must not read on
             self.report.duration = time.monotonic() - started
             await self.pool.close_all()
             self.events.close()
@@ -292,6 +297,7 @@ class _Run:
                 await self._deletes(sessions[0], base, plan)
         if self.temp_names:
             sessions[0] = await self._remove_temporaries(sessions[0])
+        await self._hashed()
         missing = (
             not _exists(self.state_file) if self.state_file else STATE_NAME not in remote_tree.files
         )
@@ -384,9 +390,27 @@ class _Run:
                 self.state_dirty = True
         state_mod.apply(plan, unchanged)
 
-    def _record(self, up: Upload, sha256: str) -> None:
-        self.state[up.path] = StateEntry(up.size, up.local.mtime, sha256)
-        self.state_dirty = True
+    def _record(self, up: Upload, stats: datachannel.DataStats) -> None:
+        """Note an upload in the state, now or when its worker thread has hashed it."""
+        if stats.hashing is None:
+            self.state[up.path] = StateEntry(up.size, up.local.mtime, stats.sha256)
+            self.state_dirty = True
+            return
+
+        def hashed(future: asyncio.Future[str | None]) -> None:
+            self.hashing.pop(future, None)
+            digest = None if future.cancelled() else future.result()
+            if digest is not None:
+                self.state[up.path] = StateEntry(up.size, up.local.mtime, digest)
+                self.state_dirty = True
+
+        self.hashing[stats.hashing] = stats.stop_hashing
+        stats.hashing.add_done_callback(hashed)
+
+    async def _hashed(self) -> None:
+        """Wait for the hashes still being computed: the state must hold them."""
+        if self.hashing:
+            await asyncio.wait(list(self.hashing))
 
     def _state_due(self) -> bool:
         return (
@@ -397,6 +421,7 @@ class _Run:
 
     async def _store_state(self, session: Session, address: tuple[str, int] | None = None) -> None:
         """Write the state: to the local --state-file, or to DST by temp name + rename."""
+        await self._hashed()
         if self.state_file:
             self._store_state_locally()
             return
@@ -558,7 +583,7 @@ class _Run:
                         f"{target}: {remote_size} bytes on the server after sending {stats.bytes}"
                     )
                 self.report.bytes_sent += stats.bytes
-                self._record(up, stats.sha256)
+                self._record(up, stats)
 
             return Deferred(lines, check)
 

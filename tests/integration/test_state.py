@@ -8,18 +8,20 @@ such a run must upload nothing; a same-size edit must still be found.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from treebuilders import build_small_tree, snapshot, write_file
 
-from asyncmirror import Report, mirror
+from asyncmirror import Report, datachannel, mirror
 from servers.featsilent import FeatSilentProxy
 from servers.proftpd import ProftpdServer, RemoteDir
 
@@ -85,6 +87,50 @@ def test_remote_mtimes_follow_and_a_fresh_checkout_uploads_nothing(
     report = run(proftpd, featsilent, checkout, remote_dir.name)
     assert report.uploaded == 0
     assert stors(proftpd) == before
+
+
+def test_a_large_file_hashed_beside_its_transfer_is_recorded_and_recognised(
+    proftpd: ProftpdServer, featsilent: FeatSilentProxy, remote_dir: RemoteDir, tmp_path: Path
+) -> None:
+    """Files from HASH_APART up are hashed by a worker thread, not on the event loop;
+    the state must still hold their exact SHA-256 and a fresh checkout must skip them."""
+    src = tmp_path / "src"
+    big = os.urandom(datachannel.HASH_APART + 12345)
+    small = b"small file\n"
+    write_file(src, "media/big.bin", big)
+    write_file(src, "index.html", small)
+    first = run(proftpd, featsilent, src, remote_dir.name)
+    assert first.failed == []
+    assert first.uploaded == 2
+    assert (remote_dir.path / "media/big.bin").read_bytes() == big
+    files = json.loads((remote_dir.path / STATE).read_bytes())["files"]
+    assert files["media/big.bin"]["sha256"] == hashlib.sha256(big).hexdigest()
+    assert files["media/big.bin"]["size"] == len(big)
+    assert files["index.html"]["sha256"] == hashlib.sha256(small).hexdigest()
+
+    checkout = tmp_path / "checkout"
+    fresh_checkout(src, checkout)
+    before = stors(proftpd)
+    again = run(proftpd, featsilent, checkout, remote_dir.name)
+    assert again.failed == []
+    assert again.uploaded == 0
+    assert stors(proftpd) - before <= 1  # the state file only
+
+
+def test_a_file_changed_after_its_upload_gets_no_state_entry(tmp_path: Path) -> None:
+    """The worker thread hashes the file again after reading it for the upload: if
+    size or mtime moved in between, the bytes hashed may not be the bytes sent."""
+    data = os.urandom(3 * datachannel.HASH_BLOCK + 5)
+    path = write_file(tmp_path, "f.bin", data)
+    before = os.stat(path)
+    go, stop = threading.Event(), threading.Event()
+    stop.set()
+    assert datachannel._hash_unchanged(str(path), before, go) == hashlib.sha256(data).hexdigest()
+    assert datachannel._hash_unchanged(str(path), before, stop) is None  # a cancelled run
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
+    assert datachannel._hash_unchanged(str(path), before, go) is None
+    path.unlink()
+    assert datachannel._hash_unchanged(str(path), before, go) is None
 
 
 def test_a_same_size_edit_is_uploaded_exactly_once(
