@@ -29,6 +29,7 @@ differs from the source.  Nothing is timed in the test suite: benchmarks live he
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import datetime as dt
 import filecmp
@@ -71,6 +72,7 @@ EXCLUDES = (".*", ".*/")  # the users' recipe: -X '.*' -X '.*/'
 MB = 1_000_000
 MIB = 1 << 20
 PASSIVE_RANGE = 300
+SETTLE = 0.3  # seconds between runs once the server's sessions are gone (see measure())
 #: What asyncmirror keeps in DST besides the mirrored files (allowed by the tree check).
 STATE_FILES = {"asyncmirror": frozenset({".asyncmirror-state.json"}), "lftp": frozenset()}
 
@@ -582,6 +584,7 @@ class Params:
     large_mib: int
     scale_files: int
     timeout: float
+    large_repeat: int = 0  # 0: as many as ``repeat`` (results.json from before the option)
 
 
 class Bench:
@@ -599,6 +602,7 @@ class Bench:
             args.large_mib,
             args.scale_files,
             args.timeout,
+            args.large_repeat,
         )
         self.samples: list[Sample] = []
         self.notes: list[str] = []
@@ -613,8 +617,9 @@ class Bench:
 
     def setup(self) -> None:
         a = self.args
-        base = Path(a.workdir) if a.workdir else None
+        base = Path(a.workdir) if a.workdir else default_workdir()
         self.work = Path(tempfile.mkdtemp(prefix="asyncmirror-bench-", dir=base))
+        self.info["workdir_fs"] = filesystem_of(self.work)
         if not a.keep:
             self.stack.callback(shutil.rmtree, self.work, True)
         self.work.chmod(0o755)  # ProFTPD's user must reach the homes below it
@@ -761,6 +766,9 @@ class Bench:
         # Let ProFTPD reap the run's sessions: their CPU then counts here, and the next
         # run starts on an idle server.
         wait_sessions_gone(server_pid, timeout=5.0)
+        # ProFTPD's master pauses ~200 ms after reaping a session before it accepts
+        # again (seen with strace): without this the next run's logins would wait.
+        time.sleep(SETTLE)
         server_cpu = proc_tree_cpu(server_pid) - server_before
         ru = result.rusage
         assert ru is not None
@@ -870,32 +878,46 @@ class Bench:
             for name in names.values():
                 shutil.rmtree(self.wan.home / name, ignore_errors=True)
 
-            if p.large_count:
-                large_bytes = p.large_count * p.large_mib * MIB
-                for tool in order:
-                    name = f"large-{tool}-r{rep}"
-                    self.measure(
-                        tool,
-                        "large",
-                        rep,
-                        self.direct,
-                        self.large_src,
-                        name,
-                        files=p.large_count,
-                        upload_files=p.large_count,
-                        upload_bytes=large_bytes,
-                        via_proxy=False,
-                    )
-                    verify(
-                        self.large_src,
-                        self.direct.home / name,
-                        f"{tool} large files",
-                        allowed=STATE_FILES[tool],
-                    )
-                    shutil.rmtree(self.direct.home / name, ignore_errors=True)
+        if p.large_count:
+            self.run_large()
 
         if p.scale_files:
             self.run_scale()
+
+    def run_large(self) -> None:
+        """Two large files on loopback: runs take a second, so take more of them.
+
+        Half a second of either tool is start-up and login, and the server
+        shares the machine's two CPUs with the client: single runs scatter by
+        tens of percent, a median of many does not.
+        """
+        p = self.params
+        repeat = p.large_repeat or p.repeat
+        large_bytes = p.large_count * p.large_mib * MIB
+        for rep in range(1, repeat + 1):
+            order = TOOLS if rep % 2 else TOOLS[::-1]
+            self.say(f"large files {rep}/{repeat} (order: {', '.join(order)})")
+            for tool in order:
+                name = f"large-{tool}-r{rep}"
+                self.measure(
+                    tool,
+                    "large",
+                    rep,
+                    self.direct,
+                    self.large_src,
+                    name,
+                    files=p.large_count,
+                    upload_files=p.large_count,
+                    upload_bytes=large_bytes,
+                    via_proxy=False,
+                )
+                verify(
+                    self.large_src,
+                    self.direct.home / name,
+                    f"{tool} large files",
+                    allowed=STATE_FILES[tool],
+                )
+                shutil.rmtree(self.direct.home / name, ignore_errors=True)
 
     def run_scale(self) -> None:
         p = self.params
@@ -1144,7 +1166,41 @@ def snapshot_asyncmirror(dest: Path) -> Path:
         dest / "asyncmirror",
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
     )
+    # Byte-compile it as `pip install` does: with PYTHONDONTWRITEBYTECODE set (as on
+    # these machines) every run would otherwise compile the whole package (~60 ms).
+    if not compileall.compile_dir(str(dest), quiet=1):
+        raise BenchError(f"could not byte-compile the snapshot in {dest}")
     return dest
+
+
+def default_workdir() -> Path | None:
+    """/dev/shm when it has room: trees and server homes in RAM, so the disk's
+    writeback of the last run's files does not land in the next run's time (it
+    scattered the large-file runs by ±30 %).  None: the system's temp directory."""
+    shm = Path("/dev/shm")
+    try:
+        free = shutil.disk_usage(shm).free
+    except OSError:
+        return None
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) and free > 8 << 30 else None
+
+
+def filesystem_of(path: Path) -> str:
+    """The type of the filesystem ``path`` is on (``tmpfs``, ``ext4``, ...), from /proc/mounts."""
+    best, kind = "", "unknown"
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return kind
+    resolved = str(path.resolve())
+    for line in mounts:
+        fields = line.split()
+        if len(fields) >= 3:
+            mount = fields[1]
+            inside = resolved == mount or resolved.startswith(mount.rstrip("/") + "/")
+            if inside and len(mount) > len(best):
+                best, kind = mount, fields[2]
+    return kind
 
 
 def git_state() -> str:
@@ -1317,8 +1373,12 @@ def write_results(
         + ("TCP handshake charged one round trip" if p.connect_delay else "no handshake delay")
         + "); large files and scale runs: loopback, no added delay",
         f"- Parallelism: asyncmirror `-j {p.jobs}`, lftp `mirror -P {p.jobs}`",
-        f"- Repeats: {p.repeat} (medians reported; tools alternate who goes first)",
+        f"- Repeats: {p.repeat} (medians reported; tools alternate who goes first); "
+        f"large files: {p.large_repeat or p.repeat}",
         f"- Large files: {p.large_count} × {p.large_mib} MiB",
+        f"- Work directory (trees, server homes): {bench.info.get('workdir_fs', 'unknown')}; "
+        f"the server's sessions are gone and {SETTLE:g} s have passed before each run starts; "
+        "asyncmirror runs byte-compiled, as `pip install` leaves it",
         f"- Scale: {p.scale_files} tiny files"
         + (f" ({bench.info['scale']['dirs']} directories)" if "scale" in bench.info else ""),
         "- Commands: `asyncmirror SRC DST -j {0} -X '.*' -X '.*/' --ca-file CA --no-progress`; "
@@ -1445,6 +1505,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("-j", "--jobs", type=int, default=8, help="parallel connections, both tools (8)")
     p.add_argument("--large-count", type=int, default=2, help="large files (2; 0 skips)")
     p.add_argument("--large-mib", type=int, default=64, help="size of each large file (64 MiB)")
+    p.add_argument(
+        "--large-repeat",
+        type=int,
+        default=9,
+        metavar="K",
+        help="runs of the large-file scenario, which is short and noisy (9)",
+    )
     p.add_argument(
         "--scale-files",
         type=int,
