@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
-from typing import TextIO
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, TextIO
 
 from .planner import Plan, Upload
 from .report import Events
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 class ConsoleEvents(Events):
@@ -34,6 +35,10 @@ class ConsoleEvents(Events):
 
     def planned(self, plan: Plan) -> None:
         if self.bars and plan.uploads:
+            # Imported only for a person at a terminal: scripts and CI logs (no
+            # bars) do not pay its start-up time.
+            from tqdm import tqdm
+
             self._bar = tqdm(
                 total=plan.upload_bytes,
                 unit="B",
