@@ -4,6 +4,8 @@
 :class:`Report`; the error families are re-exported here.
 """
 
+from typing import TYPE_CHECKING
+
 from .errors import (
     AsyncMirrorError,
     AuthError,
@@ -17,8 +19,26 @@ from .errors import (
     TLSRefusedError,
     UsageError,
 )
-from .mirror import mirror
-from .report import Events, Failure, Report
+
+if TYPE_CHECKING:
+    from .mirroring import mirror
+    from .report import Events, Failure, Report
+
+
+def __getattr__(name: str) -> object:
+    # Loaded on first use, not on ``import asyncmirror``: the command imports
+    # the package before it starts its first connection, and these pull in
+    # asyncio, ssl and aioftp (see cli.py and early.py).
+    if name == "mirror":
+        from .mirroring import mirror
+
+        return mirror
+    if name in ("Events", "Failure", "Report"):
+        from . import report
+
+        return getattr(report, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AsyncMirrorError",

@@ -14,10 +14,8 @@ traceback and the protocol trace (password masked).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import getpass
-import json
 import netrc
 import os
 import sys
@@ -25,14 +23,19 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from urllib.parse import unquote, urlsplit
 
 from . import errors
+from .early import EarlyConnection
 from .filters import Rule
-from .mirror import mirror
-from .progress import ConsoleEvents
-from .report import Events, Report
+
+if TYPE_CHECKING:
+    from .report import Events, Report
+
+# The heavy imports (asyncio, ssl, aioftp: about a tenth of a second) happen in
+# main() only after the first control connection has been started, so that
+# they overlap its TCP handshake and the server's greeting (see early.py).
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_FATAL = 0, 1, 2, 3
 
@@ -293,7 +296,15 @@ def _make_trace(stream: TextIO) -> Any:
     return trace
 
 
-async def run(args: argparse.Namespace, target: Target, events: Events, stream: TextIO) -> Report:
+async def run(
+    args: argparse.Namespace,
+    target: Target,
+    events: Events,
+    stream: TextIO,
+    early: EarlyConnection | None = None,
+) -> Report:
+    from .mirroring import mirror
+
     fingerprint = args.fingerprint or os.environ.get("FTP_FINGERPRINT") or None
     if args.insecure and not fingerprint:
         events.note(
@@ -326,11 +337,14 @@ async def run(args: argparse.Namespace, target: Target, events: Events, stream: 
         remote_timezone=_timezone(args.remote_timezone),
         events=events,
         trace=_make_trace(stream) if args.debug else None,
+        early_connection=early,
     )
 
 
 def run_async(coro: Any) -> Any:
     """Run on uvloop when it is installed: its faster I/O shows with many small files."""
+    import asyncio
+
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency where supported
@@ -348,14 +362,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     stderr = sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)  # argparse exits 2 with a usage line on bad options
+    early: EarlyConnection | None = None
     try:
         target = resolve_target(args, dict(os.environ), stdin_tty=sys.stdin.isatty())
+        if os.path.isdir(args.src):  # a typo in SRC is reported without bothering the server
+            early = EarlyConnection(target.host, target.port, args.timeout)
+        from .progress import ConsoleEvents
+
         events = ConsoleEvents(
             stream=stderr,
             verbose=args.verbose,
             bars=not args.no_progress and not args.json and stderr.isatty(),
         )
-        report: Report = run_async(run(args, target, events, stderr))
+        report: Report = run_async(run(args, target, events, stderr, early))
     except errors.AsyncMirrorError as exc:
         if args.debug:
             traceback.print_exc(file=stderr)
@@ -372,7 +391,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=stderr,
         )
         return EXIT_FATAL
+    finally:
+        if early is not None:
+            early.close()  # never used (the run failed before connecting): do not leak it
     if args.json:
+        import json
+
         print(json.dumps(report.to_json(), indent=2))
     for failure in report.failed:
         print(f"asyncmirror: failed: {failure.path}: {failure.error}", file=stderr)

@@ -22,7 +22,7 @@ from typing import Any
 
 from . import errors
 from .cli import run_async
-from .mirror import mirror
+from .mirroring import mirror
 from .progress import ConsoleEvents
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import aioftp
 
 from . import errors, transport
+from .early import EarlyConnection
 from .replies import Reply, ReplyReader, mask_command, parse_epsv, parse_pasv, parse_pwd
 
 #: ``trace(direction, line)``: ``direction`` is ``"->"`` (sent) or ``"<-"`` (received).
@@ -51,6 +52,40 @@ class ServerConfig:
     tls: transport.TLSPolicy = field(default_factory=transport.TLSPolicy)
     timeout: float = 30.0
     trace: Trace | None = field(default=None, repr=False, compare=False)
+    #: A connection to (host, port) begun in advance (the CLI's head start):
+    #: the first session to open starts from it.
+    early: EarlyConnection | None = field(default=None, repr=False, compare=False)
+
+
+class _Client(aioftp.Client):
+    """aioftp's client, able to start from a connection begun in advance."""
+
+    early: EarlyConnection | None = None
+
+    async def _open_connection(
+        self, host: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        early, self.early = self.early, None
+        if early is None:
+            return await super()._open_connection(host, port)
+        loop = asyncio.get_running_loop()
+        connected = loop.create_future()
+
+        def wake() -> None:  # from the connecting thread, or right here
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                loop.call_soon_threadsafe(
+                    lambda: None if connected.done() else connected.set_result(None)
+                )
+
+        early.when_done(wake)
+        async with asyncio.timeout(self.connection_timeout):
+            await connected
+        sock = early.take()  # raises the connect's error, as a fresh connect would
+        try:
+            return await asyncio.open_connection(sock=sock)
+        except BaseException:
+            sock.close()
+            raise
 
 
 #: Largest control-channel write.  ProFTPD reads commands into a small buffer
@@ -100,11 +135,13 @@ class Session:
         self.config = config
         self.quirks = quirks
         self._ctx = ctx
-        self._client = aioftp.Client(
+        self._client = _Client(
             socket_timeout=config.timeout,
             connection_timeout=config.timeout,
             encoding="utf-8",
         )
+        if config.early is not None and config.early.claim(config.host, config.port):
+            self._client.early = config.early
         self._replies = ReplyReader()
         self.broken = False
         self.banner = ""

@@ -173,7 +173,11 @@ def test_debug_shows_the_exchange_with_the_password_masked(
 
 
 def test_missing_src_exits_2_and_names_the_path(
-    tmp_path: Path, remote_dir: RemoteDir, env: dict[str, str], ca: list[str]
+    tmp_path: Path,
+    remote_dir: RemoteDir,
+    env: dict[str, str],
+    ca: list[str],
+    featsilent: FeatSilentProxy,
 ) -> None:
     missing = tmp_path / "no such site"
     proc = run_cli(missing, remote_dir.name, *ca, env=env)
@@ -181,6 +185,27 @@ def test_missing_src_exits_2_and_names_the_path(
     line = one_error_line(proc)
     assert str(missing) in line
     assert not remote_dir.path.exists()
+    assert featsilent.connections == 0  # a typo in SRC does not even connect
+
+
+def test_the_connection_begun_before_the_imports_is_one_of_the_sessions(
+    tmp_path: Path,
+    remote_dir: RemoteDir,
+    env: dict[str, str],
+    ca: list[str],
+    featsilent: FeatSilentProxy,
+) -> None:
+    """The command connects while Python imports (early.py); that connection must be
+    the first session's, not an extra one left idle: two files, two connections."""
+    src = tmp_path / "two"
+    src.mkdir()
+    (src / "a.html").write_bytes(b"<p>a</p>")
+    (src / "b.css").write_bytes(b"p{}")
+    proc = run_cli(src, remote_dir.name, *ca, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert featsilent.connections == 2
+    assert (remote_dir.path / "a.html").read_bytes() == b"<p>a</p>"
+    assert (remote_dir.path / "b.css").read_bytes() == b"p{}"
 
 
 def test_src_that_is_a_file_exits_2(

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, tzinfo
 
 from . import datachannel, errors, local, remote
 from . import state as state_mod
+from .early import EarlyConnection
 from .entries import LocalFile, LocalTree, RemoteTree
 from .filters import TEMP_PREFIX, FilterSet, Rule
 from .planner import Plan, PlanOptions, Reason, Upload, make_plan
@@ -66,6 +67,7 @@ async def mirror(
     remote_timezone: tzinfo = UTC,
     events: Events | None = None,
     trace: Trace | None = None,
+    early_connection: EarlyConnection | None = None,
 ) -> Report:
     """Mirror the local directory ``src`` to ``dst`` on an FTPS server.
 
@@ -81,7 +83,9 @@ async def mirror(
     1).  Raises :class:`~errors.UsageError` for bad input and
     :class:`~errors.FatalError` when the server cannot be used (connection,
     TLS, login); ``deadline`` seconds bound the whole run
-    (:class:`~errors.TimeoutExpired`).
+    (:class:`~errors.TimeoutExpired`).  ``early_connection`` is a connection
+    to ``host:port`` the caller began in advance (see :mod:`asyncmirror.early`);
+    the first session starts from it.
     """
     _check_src(src)  # before any connection: a typo in SRC should not cost a login
     for what, value in (("user name", user), ("password", password), ("host", host)):
@@ -102,6 +106,7 @@ async def mirror(
         tls=TLSPolicy(ca_file=ca_file, fingerprint=fingerprint, insecure=insecure),
         timeout=timeout,
         trace=trace,
+        early=early_connection,
     )
     run = _Run(
         src=src,

@@ -1,0 +1,98 @@
+"""EarlyConnection: the CLI's control connection begun before the heavy imports."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from asyncmirror.early import EarlyConnection
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock
+
+
+def port_of(sock: socket.socket) -> int:
+    return int(sock.getsockname()[1])
+
+
+def wait_done(early: EarlyConnection) -> None:
+    done = threading.Event()
+    early.when_done(done.set)
+    assert done.wait(10)
+
+
+def test_connects_and_is_claimed_once_for_the_same_place(listener: socket.socket) -> None:
+    port = port_of(listener)
+    early = EarlyConnection("127.0.0.1", port, timeout=10)
+    assert not early.claim("127.0.0.1", port + 1)  # another place: not this connection
+    assert early.claim("127.0.0.1", port)
+    assert not early.claim("127.0.0.1", port)  # only one session gets it
+    wait_done(early)
+    sock = early.take()
+    try:
+        peer, _ = listener.accept()
+        with peer:
+            peer.sendall(b"220 hello\r\n")
+            assert sock.recv(100) == b"220 hello\r\n"
+    finally:
+        sock.close()
+    with pytest.raises(ConnectionAbortedError):
+        early.take()  # handed over already
+
+
+def test_a_refused_connect_is_raised_by_take() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = port_of(probe)  # nothing listens once this is closed
+    early = EarlyConnection("127.0.0.1", port, timeout=10)
+    wait_done(early)
+    with pytest.raises(ConnectionRefusedError):
+        early.take()
+
+
+def test_when_done_after_the_fact_calls_back_at_once(listener: socket.socket) -> None:
+    early = EarlyConnection("127.0.0.1", port_of(listener), timeout=10)
+    wait_done(early)
+    calls: list[int] = []
+    early.when_done(lambda: calls.append(1))
+    assert calls == [1]
+    early.close()
+    with pytest.raises(ConnectionAbortedError):
+        early.take()  # closed: the socket went with it
+
+
+def test_close_before_use_closes_the_socket_and_stops_claims(listener: socket.socket) -> None:
+    port = port_of(listener)
+    early = EarlyConnection("127.0.0.1", port, timeout=10)
+    wait_done(early)
+    early.close()
+    assert not early.claim("127.0.0.1", port)
+    peer, _ = listener.accept()
+    with peer:
+        peer.settimeout(10)
+        assert peer.recv(10) == b""  # the client side is closed: EOF
+
+
+def test_take_before_the_connect_finished_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+
+    def slow_connect(address: tuple[str, int], timeout: float) -> socket.socket:
+        release.wait(10)
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(socket, "create_connection", slow_connect)
+    early = EarlyConnection("127.0.0.1", 21, timeout=10)
+    with pytest.raises(BlockingIOError):
+        early.take()
+    release.set()
+    wait_done(early)
+    with pytest.raises(ConnectionRefusedError):
+        early.take()
