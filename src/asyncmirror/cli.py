@@ -289,6 +289,32 @@ def _rules(args: argparse.Namespace) -> list[Rule]:
     return out
 
 
+def _sure_sessions(args: argparse.Namespace) -> int:
+    """How many sessions the run will surely use, from SRC's top level alone.
+
+    Every entry the filters keep there is at least one file or directory, and
+    a run opens as many sessions as it has those (up to -j): that many
+    connections can be begun before the imports without one idling.  0 when
+    SRC is not a readable directory: mirror() says what is wrong, and a typo
+    does not bother the server.
+    """
+    from .filters import FilterSet
+
+    kept = 0
+    filters = FilterSet.from_rules(_rules(args))
+    try:
+        with os.scandir(args.src) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    if not filters.excludes(entry.name, is_dir=entry.is_dir()):
+                        kept += 1
+                if kept >= args.jobs:
+                    break
+    except OSError:
+        return 0
+    return max(1, min(kept, args.jobs)) if args.jobs >= 1 else 0
+
+
 def _make_trace(stream: TextIO) -> Any:
     def trace(direction: str, line: str) -> None:
         print(f"{direction} {line}", file=stream, flush=True)
@@ -301,7 +327,7 @@ async def run(
     target: Target,
     events: Events,
     stream: TextIO,
-    early: EarlyConnection | None = None,
+    early: Sequence[EarlyConnection] = (),
 ) -> Report:
     from .mirroring import mirror
 
@@ -337,7 +363,7 @@ async def run(
         remote_timezone=_timezone(args.remote_timezone),
         events=events,
         trace=_make_trace(stream) if args.debug else None,
-        early_connection=early,
+        early_connections=early,
     )
 
 
@@ -362,11 +388,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     stderr = sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)  # argparse exits 2 with a usage line on bad options
-    early: EarlyConnection | None = None
+    early: list[EarlyConnection] = []
     try:
         target = resolve_target(args, dict(os.environ), stdin_tty=sys.stdin.isatty())
-        if os.path.isdir(args.src):  # a typo in SRC is reported without bothering the server
-            early = EarlyConnection(target.host, target.port, args.timeout)
+        early = [
+            EarlyConnection(target.host, target.port, args.timeout)
+            for _ in range(_sure_sessions(args))
+        ]
         from .progress import ConsoleEvents
 
         events = ConsoleEvents(
@@ -392,8 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_FATAL
     finally:
-        if early is not None:
-            early.close()  # never used (the run failed before connecting): do not leak it
+        for connection in early:
+            connection.close()  # if never used (the run failed first): do not leak it
     if args.json:
         import json
 

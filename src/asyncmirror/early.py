@@ -4,9 +4,10 @@ Starting the ``asyncmirror`` command costs Python about a tenth of a second of
 imports (asyncio, ssl, aioftp) before the first byte goes out.  The TCP
 handshake and the server's greeting -- a round trip, and on ProFTPD a forked
 process setting up its session, ~35 ms even on loopback -- need no Python at
-all.  So the CLI opens the first control connection in a thread as soon as it
-knows the host, imports meanwhile, and the first session starts from that
-socket with the ``220`` greeting already waiting in it.
+all.  So the CLI opens the first control connections in threads as soon as
+it knows the host -- as many as SRC's top level proves the run will use --
+imports meanwhile, and the first sessions start from those sockets with the
+``220`` greeting already waiting in them.
 
 This module imports only :mod:`socket` and :mod:`threading`, so that creating
 an :class:`EarlyConnection` costs nothing before the imports it overlaps.  It

@@ -67,7 +67,7 @@ async def mirror(
     remote_timezone: tzinfo = UTC,
     events: Events | None = None,
     trace: Trace | None = None,
-    early_connection: EarlyConnection | None = None,
+    early_connections: Sequence[EarlyConnection] = (),
 ) -> Report:
     """Mirror the local directory ``src`` to ``dst`` on an FTPS server.
 
@@ -83,9 +83,9 @@ async def mirror(
     1).  Raises :class:`~errors.UsageError` for bad input and
     :class:`~errors.FatalError` when the server cannot be used (connection,
     TLS, login); ``deadline`` seconds bound the whole run
-    (:class:`~errors.TimeoutExpired`).  ``early_connection`` is a connection
-    to ``host:port`` the caller began in advance (see :mod:`asyncmirror.early`);
-    the first session starts from it.
+    (:class:`~errors.TimeoutExpired`).  ``early_connections`` are connections
+    to ``host:port`` the caller began in advance (see :mod:`asyncmirror.early`),
+    no more than the run will use: the first sessions start from them.
     """
     _check_src(src)  # before any connection: a typo in SRC should not cost a login
     for what, value in (("user name", user), ("password", password), ("host", host)):
@@ -106,7 +106,7 @@ async def mirror(
         tls=TLSPolicy(ca_file=ca_file, fingerprint=fingerprint, insecure=insecure),
         timeout=timeout,
         trace=trace,
-        early=early_connection,
+        early=tuple(early_connections),
     )
     run = _Run(
         src=src,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from . import errors, transport
 from .session import ServerConfig, ServerQuirks, Session
@@ -48,29 +49,38 @@ class Pool:
         """Open up to ``size`` sessions concurrently; at least one must succeed.
 
         With ``useful`` (how many sessions the work can keep busy, known once
-        the source tree has been scanned), one session logs in at once and the
-        rest only up to that number: two files never cost eight logins, which
-        on a shared host are eight forked server processes and TLS handshakes.
+        the source tree has been scanned), one session logs in at once (or one
+        per connection begun in advance) and the rest only up to that number:
+        two files never cost eight logins, which on a shared host are eight
+        forked server processes and TLS handshakes.
         """
-        first = asyncio.ensure_future(self._open_once())
+        # Connections begun in advance are known to be useful: log in on all
+        # of them at once, with the first session.
+        initial = max(1, min(self.size, len(self.config.early)))
+        first = [asyncio.ensure_future(self._open_once()) for _ in range(initial)]
         count = self.size
         if useful is not None:
             waiting = asyncio.ensure_future(useful)
             try:
                 # A fatal first login (wrong password, bad certificate) ends the
                 # run without waiting for the scan.
-                await asyncio.wait({first, waiting}, return_when=asyncio.FIRST_COMPLETED)
-                if first.done() and isinstance(first.exception(), errors.FatalError):
-                    first.result()  # raises it
-                count = max(1, min(self.size, await waiting))
+                pending: set[asyncio.Future[Any]] = {waiting, *first}
+                while not waiting.done():
+                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        if task is not waiting and isinstance(task.exception(), errors.FatalError):
+                            task.result()  # raises it
+                count = max(initial, min(self.size, waiting.result()))
             except BaseException:
                 # A login that already succeeded is closed by close_all() at the end.
-                for task in (first, waiting):
+                for task in (*first, waiting):
                     task.cancel()
-                await asyncio.gather(first, waiting, return_exceptions=True)
+                await asyncio.gather(*first, waiting, return_exceptions=True)
                 raise
         results = await asyncio.gather(
-            first, *(self._open_once() for _ in range(count - 1)), return_exceptions=True
+            *first,
+            *(self._open_once() for _ in range(count - initial)),
+            return_exceptions=True,
         )
         sessions = [r for r in results if isinstance(r, Session)]
         failures = [r for r in results if isinstance(r, BaseException)]

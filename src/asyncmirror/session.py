@@ -52,9 +52,9 @@ class ServerConfig:
     tls: transport.TLSPolicy = field(default_factory=transport.TLSPolicy)
     timeout: float = 30.0
     trace: Trace | None = field(default=None, repr=False, compare=False)
-    #: A connection to (host, port) begun in advance (the CLI's head start):
-    #: the first session to open starts from it.
-    early: EarlyConnection | None = field(default=None, repr=False, compare=False)
+    #: Connections to (host, port) begun in advance (the CLI's head start):
+    #: the first sessions to open start from them, one each.
+    early: tuple[EarlyConnection, ...] = field(default=(), repr=False, compare=False)
 
 
 class _Client(aioftp.Client):
@@ -140,8 +140,9 @@ class Session:
             connection_timeout=config.timeout,
             encoding="utf-8",
         )
-        if config.early is not None and config.early.claim(config.host, config.port):
-            self._client.early = config.early
+        self._client.early = next(
+            (e for e in config.early if e.claim(config.host, config.port)), None
+        )
         self._replies = ReplyReader()
         self.broken = False
         self.banner = ""

@@ -188,24 +188,35 @@ def test_missing_src_exits_2_and_names_the_path(
     assert featsilent.connections == 0  # a typo in SRC does not even connect
 
 
-def test_the_connection_begun_before_the_imports_is_one_of_the_sessions(
+@pytest.mark.parametrize(
+    ("files", "connections"),
+    [
+        (["a.html", "b.css"], 2),  # both known from SRC's top level: begun early
+        (["site/a.html", "site/b.css", "site/c.js"], 4),  # 1 early, 3 more after the scan
+        ([".git/config", "index.html"], 1),  # excluded entries are not counted
+    ],
+)
+def test_connections_begun_before_the_imports_are_sessions_not_extras(
     tmp_path: Path,
     remote_dir: RemoteDir,
     env: dict[str, str],
     ca: list[str],
     featsilent: FeatSilentProxy,
+    files: list[str],
+    connections: int,
 ) -> None:
-    """The command connects while Python imports (early.py); that connection must be
-    the first session's, not an extra one left idle: two files, two connections."""
-    src = tmp_path / "two"
-    src.mkdir()
-    (src / "a.html").write_bytes(b"<p>a</p>")
-    (src / "b.css").write_bytes(b"p{}")
-    proc = run_cli(src, remote_dir.name, *ca, env=env)
+    """The command connects while Python imports (early.py), as many times as SRC's top
+    level proves useful; each of those must become a session, none left idle."""
+    src = tmp_path / "src"
+    for rel in files:
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(rel.encode())
+    proc = run_cli(src, remote_dir.name, *ca, *HIDE_DOTFILES, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert featsilent.connections == 2
-    assert (remote_dir.path / "a.html").read_bytes() == b"<p>a</p>"
-    assert (remote_dir.path / "b.css").read_bytes() == b"p{}"
+    assert featsilent.connections == connections
+    for rel in files:
+        if not rel.startswith("."):
+            assert (remote_dir.path / rel).read_bytes() == rel.encode()
 
 
 def test_src_that_is_a_file_exits_2(
