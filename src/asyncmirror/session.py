@@ -58,7 +58,12 @@ class ServerConfig:
 
 
 class _Client(aioftp.Client):
-    """aioftp's client, able to start from a connection begun in advance."""
+    """aioftp's client, able to start from a connection begun in advance.
+
+    It overrides ``_open_connection``, aioftp's own hook for opening a stream
+    (private, hence the pinned aioftp version); with no early connection it is
+    aioftp's code unchanged.
+    """
 
     early: EarlyConnection | None = None
 
