@@ -61,6 +61,17 @@ class DataStats:
     opened: bool = False
     replied: bool = False  # the transfer's final reply has been read
 
+    def abandon_hash(self) -> None:
+        """Stop the worker thread's hash (if any) and let nobody wait for it.
+
+        Cancelling the future matters when the event loop closes first: a
+        future that is still pending would be resolved from the thread into a
+        closed loop, which logs an error.
+        """
+        self.stop_hashing.set()
+        if self.hashing is not None:
+            self.hashing.cancel()
+
 
 @contextlib.asynccontextmanager
 async def _open(
@@ -277,7 +288,7 @@ async def upload(
         except OSError:
             after = None  # deleted meanwhile: also a change
     except BaseException:
-        stats.stop_hashing.set()
+        stats.abandon_hash()
         raise
     finally:
         os.close(fd)
@@ -286,7 +297,7 @@ async def upload(
         or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns)
         or stats.bytes != after.st_size
     ):
-        stats.stop_hashing.set()
+        stats.abandon_hash()
         raise errors.VerifyError(f"{source} changed while it was being uploaded")
     if not apart:
         stats.sha256 = digest.hexdigest()

@@ -212,8 +212,9 @@ class _Run:
         try:
             await self._run()
         finally:
-            for stop in self.hashing.values():
+            for future, stop in list(self.hashing.items()):
                 stop.set()  # a cancelled run: the threads must not read on
+                future.cancel()
             self.report.duration = time.monotonic() - started
             await self.pool.close_all()
             self.events.close()

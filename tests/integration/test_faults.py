@@ -13,6 +13,7 @@ replies, so data connections go through the proxy too.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import random
@@ -30,7 +31,7 @@ from typing import Any
 import pytest
 from treebuilders import is_own, snapshot
 
-from asyncmirror import Events, Report, mirror
+from asyncmirror import Events, Report, datachannel, mirror
 from asyncmirror.planner import Plan
 from servers.faultproxy import (
     DataFault,
@@ -254,6 +255,26 @@ def test_data_connections_reset_every_third_are_retried_to_a_byte_identical_tree
     assert_mirrored(files, remote, run)
     # The resets really left partial files on the server at the time (then replaced).
     assert incomplete_uploads(ftp, remote)
+
+
+def test_a_large_file_cut_mid_transfer_is_resent_and_its_state_hash_is_right(
+    ftp: Faulty, tmp_path: Path
+) -> None:
+    """A file from HASH_APART up is hashed by a worker thread beside its transfer: a cut
+    transfer abandons that hash, the retry hashes again, the state gets the real one."""
+    src = tmp_path / "site"
+    files = make_tree(src, {"media/big.bin": datachannel.HASH_APART + 77_777, "a.txt": 50})
+    remote = fresh_remote(ftp, "bigcut")
+    ftp.proxy.configure(data_faults=[DataFault(after=1 << 20, name="big.bin", times=1)])
+
+    run = run_cli(ftp, src, remote.name, "-j", "2", "--timeout", "5", "--retries", "3")
+
+    assert run.rc == 0, describe(run, ftp.proxy)
+    assert ftp.proxy.count("data_cut") == 1, describe(run, ftp.proxy)
+    assert run.report["retries"] == 1, run.report
+    assert_mirrored(files, remote, run)
+    state = json.loads((remote.path / ".asyncmirror-state.json").read_bytes())["files"]
+    assert state["media/big.bin"]["sha256"] == hashlib.sha256(files["media/big.bin"]).hexdigest()
 
 
 # --- control connection dropped --------------------------------------------------------
