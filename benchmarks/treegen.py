@@ -201,9 +201,18 @@ def layout(
     return out, dirs
 
 
+#: randbytes() makes one integer of 8 × size bits: above 256 MiB that overflows.
+_CONTENT_PIECE = 64 * 1024 * 1024
+
+
 def file_content(seed: int, index: int, size: int, generation: int = 0) -> bytes:
     """The bytes of file ``index``; ``generation`` > 0 gives the content after a change."""
-    return random.Random(f"asyncmirror-content:{seed}:{index}:{generation}").randbytes(size)
+    rng = random.Random(f"asyncmirror-content:{seed}:{index}:{generation}")
+    if size <= _CONTENT_PIECE:
+        return rng.randbytes(size)
+    return b"".join(
+        rng.randbytes(min(_CONTENT_PIECE, size - start)) for start in range(0, size, _CONTENT_PIECE)
+    )
 
 
 def hidden_entries(dirs: Sequence[str]) -> list[tuple[str, bytes]]:

@@ -28,49 +28,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
-import threading
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from . import errors, transport
+from . import digests, errors, transport
 from .replies import Reply
 from .session import Session
 
 #: Chunk size for file data: large writes keep TLS record overhead and syscalls low.
 CHUNK = 256 * 1024
 
-#: Files at least this big are hashed by a worker thread beside their transfer,
-#: off the event loop; smaller ones chunk by chunk as they are sent, where a
-#: thread hand-off would cost more than the hash.
-HASH_APART = 4 * 1024 * 1024
-HASH_BLOCK = 1024 * 1024  # the thread's reads: a millisecond of hashing each
-
 
 @dataclass(slots=True)
 class DataStats:
     bytes: int = 0
     reused: bool = False
-    sha256: str = ""
-    #: For a file hashed apart (``HASH_APART``): its SHA-256 once the worker
-    #: thread is done, or None if the file changed meanwhile (no state then).
-    hashing: asyncio.Future[str | None] | None = None
-    #: Makes that thread give up (the upload failed, or the run is ending).
-    stop_hashing: threading.Event = field(default_factory=threading.Event)
+    digest: str = ""  # of the bytes sent (digests.DEFAULT), for the state file
     opened: bool = False
     replied: bool = False  # the transfer's final reply has been read
-
-    def abandon_hash(self) -> None:
-        """Stop the worker thread's hash (if any) and let nobody wait for it.
-
-        Cancelling the future matters when the event loop closes first: a
-        future that is still pending would be resolved from the thread into a
-        closed loop, which logs an error.
-        """
-        self.stop_hashing.set()
-        if self.hashing is not None:
-            self.hashing.cancel()
 
 
 @contextlib.asynccontextmanager
@@ -237,16 +213,14 @@ async def upload(
 ) -> DataStats:
     """``STOR`` a local file (``source`` is its path) or in-memory bytes to ``remote_path``.
 
-    The file is read as it is at upload time and hashed (SHA-256, for the
-    state file): on the way, or for a large file in a worker thread beside
-    the transfer (``stats.hashing``).  If it changes while it is being read,
-    the upload is reported as a retryable :class:`~errors.VerifyError` and
-    sent again.
+    The file is read as it is at upload time and hashed on the way (for the
+    state file: :mod:`~asyncmirror.digests`, at memory speed, so the bytes
+    hashed are exactly the bytes sent).  If it changes while it is being read, the upload is
+    reported as a retryable :class:`~errors.VerifyError` and sent again.
     The caller verifies the size on the server afterwards.
     """
     command = f"STOR {remote_path}"
-    stats = stats if stats is not None else DataStats()
-    digest = hashlib.sha256()
+    digest = digests.new()
     if isinstance(source, bytes):
         async with _open(session, command, address, stats) as (data, stats):
             with transport.translate_errors(f"upload {remote_path}"):
@@ -254,20 +228,15 @@ async def upload(
             stats.bytes = len(source)
             await _finish(session, command, data, stats)
         digest.update(source)
-        stats.sha256 = digest.hexdigest()
+        stats.digest = digest.hexdigest()
         return stats
     try:
         fd = os.open(source, os.O_RDONLY)
         before = os.fstat(fd)
     except OSError as exc:
         raise errors.LocalFileError(f"cannot read {source}: {exc.strerror}") from None
-    apart = before.st_size >= HASH_APART
     try:
         async with _open(session, command, address, stats) as (data, stats):
-            if apart:
-                stats.hashing = asyncio.get_running_loop().run_in_executor(
-                    None, _hash_unchanged, source, before, stats.stop_hashing
-                )
             with transport.translate_errors(f"upload {remote_path}"):
                 while True:
                     try:
@@ -279,17 +248,13 @@ async def upload(
                     if not chunk:
                         break
                     await data.send(chunk)
-                    if not apart:
-                        digest.update(chunk)
+                    digest.update(chunk)
                     stats.bytes += len(chunk)
             await _finish(session, command, data, stats, early_passive=session.want_early_passive)
         try:
             after: os.stat_result | None = os.stat(source)
         except OSError:
             after = None  # deleted meanwhile: also a change
-    except BaseException:
-        stats.abandon_hash()
-        raise
     finally:
         os.close(fd)
     if (
@@ -297,42 +262,9 @@ async def upload(
         or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns)
         or stats.bytes != after.st_size
     ):
-        stats.abandon_hash()
         raise errors.VerifyError(f"{source} changed while it was being uploaded")
-    if not apart:
-        stats.sha256 = digest.hexdigest()
+    stats.digest = digest.hexdigest()
     return stats
-
-
-def _hash_unchanged(path: str, before: os.stat_result, stop: threading.Event) -> str | None:
-    """SHA-256 of the file at ``path``, or None unless it is still as ``before``.
-
-    Runs in a worker thread (hashlib releases the GIL).  Size and mtime are
-    checked before and after the read, as the upload checks them around its
-    own read: equal means the bytes hashed are the bytes sent.  Gives up
-    (None) soon after ``stop`` is set, so that a cancelled run does not wait
-    for a large file to be read to its end.
-    """
-
-    def unchanged(st: os.stat_result) -> bool:
-        return (st.st_size, st.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
-
-    digest = hashlib.sha256()
-    buf = bytearray(HASH_BLOCK)
-    view = memoryview(buf)
-    try:
-        with open(path, "rb", buffering=0) as fh:
-            if not unchanged(os.fstat(fh.fileno())):
-                return None
-            while n := fh.readinto(buf):
-                if stop.is_set():
-                    return None
-                digest.update(view[:n])
-            if not unchanged(os.fstat(fh.fileno())):
-                return None
-    except OSError:
-        return None
-    return digest.hexdigest()
 
 
 async def fetch(session: Session, command: str, address: tuple[str, int]) -> bytes:

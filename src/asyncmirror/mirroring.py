@@ -12,16 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import os
 import posixpath
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, tzinfo
 
-from . import datachannel, errors, local, remote
+from . import datachannel, digests, errors, local, remote
 from . import state as state_mod
 from .early import EarlyConnection
 from .entries import LocalFile, LocalTree, RemoteTree
@@ -191,8 +189,6 @@ class _Run:
         self.state_file = state_file
         self.state: dict[str, StateEntry] = {}  # what is known to be on the server
         self.state_dirty = False
-        # Large files still being hashed by a worker thread, and how to stop each.
-        self.hashing: dict[asyncio.Future[str | None], threading.Event] = {}
         self.state_written_at = time.monotonic()
         self.base = "/"
         self.run_id = secrets.token_hex(4)
@@ -212,9 +208,6 @@ class _Run:
         try:
             await self._run()
         finally:
-            for future, stop in list(self.hashing.items()):
-                stop.set()  # a cancelled run: the threads must not read on
-                future.cancel()
             self.report.duration = time.monotonic() - started
             await self.pool.close_all()
             self.events.close()
@@ -303,7 +296,6 @@ class _Run:
                 await self._deletes(sessions[0], base, plan)
         if self.temp_names:
             sessions[0] = await self._remove_temporaries(sessions[0])
-        await self._hashed()
         missing = (
             not _exists(self.state_file) if self.state_file else STATE_NAME not in remote_tree.files
         )
@@ -384,39 +376,23 @@ class _Run:
         if not self.state:
             return
         trusted, to_hash = state_mod.classify(plan, self.state, remote_tree)
-        hashes = await asyncio.to_thread(_hash_files, [tree.files[p] for p in to_hash])
+        hashes = await asyncio.to_thread(
+            _hash_files, [(tree.files[p], self.state[p].algorithm) for p in to_hash]
+        )
         unchanged = list(trusted)
         for path, digest in hashes.items():
             entry = self.state[path]
-            if digest == entry.sha256:
+            if digest == entry.digest:
                 unchanged.append(path)
                 # Same bytes, new mtime (a fresh checkout): remember the new
                 # mtime so the next run trusts it without reading the file.
-                self.state[path] = StateEntry(entry.size, tree.files[path].mtime, digest)
+                self.state[path] = dataclasses.replace(entry, mtime=tree.files[path].mtime)
                 self.state_dirty = True
         state_mod.apply(plan, unchanged)
 
-    def _record(self, up: Upload, stats: datachannel.DataStats) -> None:
-        """Note an upload in the state, now or when its worker thread has hashed it."""
-        if stats.hashing is None:
-            self.state[up.path] = StateEntry(up.size, up.local.mtime, stats.sha256)
-            self.state_dirty = True
-            return
-
-        def hashed(future: asyncio.Future[str | None]) -> None:
-            self.hashing.pop(future, None)
-            digest = None if future.cancelled() else future.result()
-            if digest is not None:
-                self.state[up.path] = StateEntry(up.size, up.local.mtime, digest)
-                self.state_dirty = True
-
-        self.hashing[stats.hashing] = stats.stop_hashing
-        stats.hashing.add_done_callback(hashed)
-
-    async def _hashed(self) -> None:
-        """Wait for the hashes still being computed: the state must hold them."""
-        if self.hashing:
-            await asyncio.wait(list(self.hashing))
+    def _record(self, up: Upload, digest: str) -> None:
+        self.state[up.path] = StateEntry(up.size, up.local.mtime, digest)
+        self.state_dirty = True
 
     def _state_due(self) -> bool:
         return (
@@ -427,7 +403,6 @@ class _Run:
 
     async def _store_state(self, session: Session, address: tuple[str, int] | None = None) -> None:
         """Write the state: to the local --state-file, or to DST by temp name + rename."""
-        await self._hashed()
         if self.state_file:
             self._store_state_locally()
             return
@@ -589,7 +564,7 @@ class _Run:
                         f"{target}: {remote_size} bytes on the server after sending {stats.bytes}"
                     )
                 self.report.bytes_sent += stats.bytes
-                self._record(up, stats)
+                self._record(up, stats.digest)
 
             return Deferred(lines, check)
 
@@ -734,13 +709,13 @@ class _Snapshot:
 STATE_EVERY = 20.0
 
 
-def _hash_files(files: list[LocalFile]) -> dict[str, str]:
-    """SHA-256 of each readable file (runs in a worker thread, off the event loop)."""
+def _hash_files(files: list[tuple[LocalFile, str]]) -> dict[str, str]:
+    """The digest of each readable file with the algorithm its state entry used
+    (runs in a worker thread: whole files are read here, off the event loop)."""
     out: dict[str, str] = {}
-    for f in files:
+    for f, algorithm in files:
         try:
-            with open(f.abspath, "rb") as fh:
-                out[f.path] = hashlib.file_digest(fh, "sha256").hexdigest()
+            out[f.path] = digests.of_file(f.abspath, algorithm)
         except OSError:
             continue  # unreadable now: it will be uploaded (and fail) as usual
     return out

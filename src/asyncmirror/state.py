@@ -2,8 +2,9 @@
 
 A fresh checkout gives every file a new mtime, so times alone would send the
 whole site again.  The state records, per uploaded file, its size, mtime and
-SHA-256.  A file that looks newer but has the recorded size and hash -- and
-whose size on the server still matches -- is unchanged and skipped.
+a content digest (:mod:`~asyncmirror.digests`).  A file that looks newer but
+has the recorded size and digest -- and whose size on the server still
+matches -- is unchanged and skipped.
 
 The file lives in DST (``.asyncmirror-state.json``; the filters never mirror or
 delete it), is replaced atomically (temporary name, then rename) and is written
@@ -17,19 +18,24 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from . import digests
 from .entries import RemoteTree
 from .filters import STATE_FILE_NAME
 from .planner import Plan, Reason
 
 STATE_NAME = STATE_FILE_NAME
-VERSION = 1
+#: 2: each entry names its digest's algorithm (its key); 1 (asyncmirror 0.1):
+#: always "sha256".  Both are read; 2 is written.
+VERSION = 2
+_READABLE = (1, 2)
 
 
 @dataclass(frozen=True, slots=True)
 class StateEntry:
     size: int
     mtime: float
-    sha256: str
+    digest: str
+    algorithm: str = digests.DEFAULT
 
 
 class StateError(ValueError):
@@ -39,7 +45,7 @@ class StateError(ValueError):
 def load(data: bytes) -> dict[str, StateEntry]:
     try:
         doc = json.loads(data.decode("utf-8"))
-        if not isinstance(doc, dict) or doc.get("version") != VERSION:
+        if not isinstance(doc, dict) or doc.get("version") not in _READABLE:
             raise StateError("unknown state format")
         files = doc["files"]
         if not isinstance(files, dict):
@@ -48,12 +54,17 @@ def load(data: bytes) -> dict[str, StateEntry]:
         for path, e in files.items():
             if not isinstance(path, str) or not isinstance(e, dict):
                 raise StateError("unknown state format")
-            size, mtime, digest = e["size"], e["mtime"], e["sha256"]
+            size, mtime = e["size"], e["mtime"]
+            named = [a for a in digests.ALGORITHMS if a in e]
+            if len(named) != 1:
+                raise StateError(f"bad entry for {path!r}")
+            algorithm = named[0]
+            digest = e[algorithm]
             if not (
                 isinstance(size, int) and isinstance(mtime, int | float) and isinstance(digest, str)
             ):
                 raise StateError(f"bad entry for {path!r}")
-            out[path] = StateEntry(size, float(mtime), digest)
+            out[path] = StateEntry(size, float(mtime), digest, algorithm)
         return out
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise StateError(f"unreadable state ({type(exc).__name__})") from None
@@ -64,7 +75,7 @@ def dump(entries: Mapping[str, StateEntry]) -> bytes:
         "version": VERSION,
         "tool": "asyncmirror",
         "files": {
-            p: {"size": e.size, "mtime": e.mtime, "sha256": e.sha256}
+            p: {"size": e.size, "mtime": e.mtime, e.algorithm: e.digest}
             for p, e in sorted(entries.items())
         },
     }
@@ -78,8 +89,8 @@ def classify(
 
     Only uploads whose size equals both the state's and the server's qualify (a
     size difference is a change for sure).  When the local mtime also equals
-    the state's, the recorded hash is trusted as is; otherwise the file must be
-    hashed -- so only files whose size/mtime disagree with the state are read.
+    the state's, the recorded digest is trusted as is; otherwise the file must
+    be hashed -- so only files whose size/mtime disagree with the state are read.
     """
     trusted: list[str] = []
     to_hash: list[str] = []

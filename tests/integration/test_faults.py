@@ -13,7 +13,6 @@ replies, so data connections go through the proxy too.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import random
@@ -29,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import xxhash
 from treebuilders import is_own, snapshot
 
-from asyncmirror import Events, Report, datachannel, mirror
+from asyncmirror import Events, Report, mirror
 from asyncmirror.planner import Plan
 from servers.faultproxy import (
     DataFault,
@@ -257,13 +257,13 @@ def test_data_connections_reset_every_third_are_retried_to_a_byte_identical_tree
     assert incomplete_uploads(ftp, remote)
 
 
-def test_a_large_file_cut_mid_transfer_is_resent_and_its_state_hash_is_right(
+def test_a_large_file_cut_mid_transfer_is_resent_and_its_state_digest_is_right(
     ftp: Faulty, tmp_path: Path
 ) -> None:
-    """A file from HASH_APART up is hashed by a worker thread beside its transfer: a cut
-    transfer abandons that hash, the retry hashes again, the state gets the real one."""
+    """A cut transfer's partial digest must not reach the state: the retry hashes the
+    file from its first byte again, and the state gets the digest of the real bytes."""
     src = tmp_path / "site"
-    files = make_tree(src, {"media/big.bin": datachannel.HASH_APART + 77_777, "a.txt": 50})
+    files = make_tree(src, {"media/big.bin": 5 * 1024 * 1024 + 77_777, "a.txt": 50})
     remote = fresh_remote(ftp, "bigcut")
     ftp.proxy.configure(data_faults=[DataFault(after=1 << 20, name="big.bin", times=1)])
 
@@ -274,7 +274,7 @@ def test_a_large_file_cut_mid_transfer_is_resent_and_its_state_hash_is_right(
     assert run.report["retries"] == 1, run.report
     assert_mirrored(files, remote, run)
     state = json.loads((remote.path / ".asyncmirror-state.json").read_bytes())["files"]
-    assert state["media/big.bin"]["sha256"] == hashlib.sha256(files["media/big.bin"]).hexdigest()
+    assert state["media/big.bin"]["xxh3_128"] == xxhash.xxh3_128(files["media/big.bin"]).hexdigest()
 
 
 # --- control connection dropped --------------------------------------------------------

@@ -14,14 +14,14 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import xxhash
 from treebuilders import build_small_tree, snapshot, write_file
 
-from asyncmirror import Report, datachannel, mirror
+from asyncmirror import Report, mirror
 from servers.featsilent import FeatSilentProxy
 from servers.proftpd import ProftpdServer, RemoteDir
 
@@ -89,13 +89,13 @@ def test_remote_mtimes_follow_and_a_fresh_checkout_uploads_nothing(
     assert stors(proftpd) == before
 
 
-def test_a_large_file_hashed_beside_its_transfer_is_recorded_and_recognised(
+def test_the_state_holds_each_file_s_digest_and_a_fresh_checkout_of_a_large_file_skips_it(
     proftpd: ProftpdServer, featsilent: FeatSilentProxy, remote_dir: RemoteDir, tmp_path: Path
 ) -> None:
-    """Files from HASH_APART up are hashed by a worker thread, not on the event loop;
-    the state must still hold their exact SHA-256 and a fresh checkout must skip them."""
+    """What the state records is the XXH3-128 of the exact bytes on the server, for a
+    5 MiB file (many chunks) as for a small one; a fresh checkout then uploads nothing."""
     src = tmp_path / "src"
-    big = os.urandom(datachannel.HASH_APART + 12345)
+    big = os.urandom(5 * 1024 * 1024 + 12345)
     small = b"small file\n"
     write_file(src, "media/big.bin", big)
     write_file(src, "index.html", small)
@@ -103,10 +103,15 @@ def test_a_large_file_hashed_beside_its_transfer_is_recorded_and_recognised(
     assert first.failed == []
     assert first.uploaded == 2
     assert (remote_dir.path / "media/big.bin").read_bytes() == big
-    files = json.loads((remote_dir.path / STATE).read_bytes())["files"]
-    assert files["media/big.bin"]["sha256"] == hashlib.sha256(big).hexdigest()
-    assert files["media/big.bin"]["size"] == len(big)
-    assert files["index.html"]["sha256"] == hashlib.sha256(small).hexdigest()
+    doc = json.loads((remote_dir.path / STATE).read_bytes())
+    assert doc["version"] == 2
+    files = doc["files"]
+    assert files["media/big.bin"] == {
+        "size": len(big),
+        "mtime": os.stat(src / "media/big.bin").st_mtime,
+        "xxh3_128": xxhash.xxh3_128(big).hexdigest(),
+    }
+    assert files["index.html"]["xxh3_128"] == xxhash.xxh3_128(small).hexdigest()
 
     checkout = tmp_path / "checkout"
     fresh_checkout(src, checkout)
@@ -117,20 +122,39 @@ def test_a_large_file_hashed_beside_its_transfer_is_recorded_and_recognised(
     assert stors(proftpd) - before <= 1  # the state file only
 
 
-def test_a_file_changed_after_its_upload_gets_no_state_entry(tmp_path: Path) -> None:
-    """The worker thread hashes the file again after reading it for the upload: if
-    size or mtime moved in between, the bytes hashed may not be the bytes sent."""
-    data = os.urandom(3 * datachannel.HASH_BLOCK + 5)
-    path = write_file(tmp_path, "f.bin", data)
-    before = os.stat(path)
-    go, stop = threading.Event(), threading.Event()
-    stop.set()
-    assert datachannel._hash_unchanged(str(path), before, go) == hashlib.sha256(data).hexdigest()
-    assert datachannel._hash_unchanged(str(path), before, stop) is None  # a cancelled run
-    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
-    assert datachannel._hash_unchanged(str(path), before, go) is None
-    path.unlink()
-    assert datachannel._hash_unchanged(str(path), before, go) is None
+def test_a_state_file_from_asyncmirror_0_1_with_sha256_still_skips_a_fresh_checkout(
+    proftpd: ProftpdServer, featsilent: FeatSilentProxy, remote_dir: RemoteDir, tmp_path: Path
+) -> None:
+    """An upgrade must not re-upload a site: version-1 entries carry SHA-256, and a file
+    whose mtime changed is compared with that, then recorded anew."""
+    tree = build_small_tree(tmp_path / "src")
+    assert run(proftpd, featsilent, tree.root, remote_dir.name).failed == []
+    state_path = remote_dir.path / STATE
+    doc = json.loads(state_path.read_bytes())
+    old = {
+        "version": 1,
+        "tool": "asyncmirror",
+        "files": {
+            rel: {
+                "size": e["size"],
+                "mtime": e["mtime"],
+                "sha256": hashlib.sha256((tree.root / rel).read_bytes()).hexdigest(),
+            }
+            for rel, e in doc["files"].items()
+        },
+    }
+    state_path.write_bytes(json.dumps(old).encode())
+
+    checkout = tmp_path / "checkout"
+    fresh_checkout(tree.root, checkout)
+    before = stors(proftpd)
+    report = run(proftpd, featsilent, checkout, remote_dir.name)
+    assert report.failed == []
+    assert report.uploaded == 0
+    assert stors(proftpd) - before <= 1
+    again = json.loads(state_path.read_bytes())
+    assert again["version"] == 2
+    assert set(again["files"]) == set(old["files"])
 
 
 def test_a_same_size_edit_is_uploaded_exactly_once(
@@ -170,7 +194,9 @@ def test_corrupt_state_falls_back_to_the_listing_with_a_notice(
     assert report.uploaded == len(tree.files)
     assert snapshot(remote_dir.path, skip_own=True) == snapshot(checkout)
     # And the state is whole again afterwards.
-    assert json.loads((remote_dir.path / STATE).read_bytes())["version"] == 1
+    again = json.loads((remote_dir.path / STATE).read_bytes())
+    assert again["version"] == 2
+    assert set(again["files"]) == set(tree.files)
 
 
 def test_state_file_kept_locally_and_no_state(
