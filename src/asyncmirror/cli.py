@@ -55,6 +55,14 @@ class _OrderedRule(argparse.Action):
         namespace.rules = rules
 
 
+def _seconds(text: str) -> float:
+    """A positive, finite number of seconds (argparse turns the ValueError into exit 2)."""
+    value = float(text)
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="asyncmirror",
@@ -139,12 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=30.0,
         metavar="SECONDS",
         help="bound on every network wait (default 30)",
     )
-    g.add_argument("--deadline", type=float, metavar="SECONDS", help="bound on the whole run")
+    g.add_argument("--deadline", type=_seconds, metavar="SECONDS", help="bound on the whole run")
     g.add_argument("--retries", type=int, default=5, help="attempts per file after the first")
     g.add_argument(
         "--remote-timezone",
@@ -292,11 +300,11 @@ def _rules(args: argparse.Namespace) -> list[Rule]:
 def _sure_sessions(args: argparse.Namespace) -> int:
     """How many sessions the run will surely use, from SRC's top level alone.
 
-    Every entry the filters keep there is at least one file or directory, and
-    a run opens as many sessions as it has those (up to -j): that many
-    connections can be begun before the imports without one idling.  0 when
-    SRC is not a readable directory: mirror() says what is wrong, and a typo
-    does not bother the server.
+    A run opens a session per file (and, with --delete, per directory to list),
+    up to -j; every regular file the filters keep at the top level is one, so
+    that many connections can be begun before the imports without one idling.
+    0 when SRC is not a readable directory: mirror() says what is wrong, and a
+    typo does not bother the server.
     """
     from .filters import FilterSet
 
@@ -306,7 +314,9 @@ def _sure_sessions(args: argparse.Namespace) -> int:
         with os.scandir(args.src) as entries:
             for entry in entries:
                 with contextlib.suppress(OSError):
-                    if not filters.excludes(entry.name, is_dir=entry.is_dir()):
+                    is_dir = entry.is_dir()
+                    counts = entry.is_file() or (is_dir and args.delete)
+                    if counts and not filters.excludes(entry.name, is_dir=is_dir):
                         kept += 1
                 if kept >= args.jobs:
                     break

@@ -37,7 +37,7 @@ class EarlyConnection:
         self._done = False
         self._callbacks: list[Callable[[], None]] = []
         self._sock: socket.socket | None = None
-        self._error: OSError | None = None
+        self._error: Exception | None = None
         self._claimed = False
         self._closed = False
         threading.Thread(
@@ -46,11 +46,11 @@ class EarlyConnection:
 
     def _connect(self, timeout: float) -> None:
         sock: socket.socket | None = None
-        error: OSError | None = None
+        error: Exception | None = None
         try:
             sock = socket.create_connection((self.host, self.port), timeout=timeout)
-        except OSError as exc:
-            error = exc
+        except Exception as exc:  # e.g. UnicodeError for a name IDNA cannot encode
+            error = exc  # handed to the session, which says what it means
         with self._lock:
             if self._closed and sock is not None:
                 sock.close()  # nobody will take it any more
@@ -77,7 +77,8 @@ class EarlyConnection:
         callback()
 
     def take(self) -> socket.socket:
-        """The connected socket, once :meth:`when_done` said so; or the connect's error."""
+        """The connected socket, once :meth:`when_done` said so; or the connect's error
+        (an ``OSError`` as a fresh connect would raise it, or what went wrong before)."""
         with self._lock:
             if not self._done:
                 raise BlockingIOError("the connection is not established yet")

@@ -101,6 +101,7 @@ def scan(
     *,
     enough: int = 0,
     on_enough: Callable[[], None] | None = None,
+    count_dirs: bool = True,
 ) -> LocalTree:
     """Scan the directory *root* and return what :class:`LocalTree` holds.
 
@@ -112,8 +113,8 @@ def scan(
     trouble is a line in ``tree.problems`` and the scan goes on.
 
     ``on_enough`` is called once (from this thread), as soon as *enough* files
-    and directories have been kept: the caller can size its work before the
-    whole tree is known.
+    (and directories, with ``count_dirs``) have been kept: the caller can size
+    its work before the whole tree is known.
     """
     top, top_st = _root_dir(root)
     tree = LocalTree(root=top)
@@ -130,6 +131,9 @@ def scan(
     # then a directory reachable both ways is always scanned under its real path,
     # whatever order readdir() gives, and only the link is reported.
     links: list[tuple[str, str]] = []  # (relpath, absolute path of the link)
+
+    def dirs_counted() -> int:
+        return len(dirs) if count_dirs else 0
 
     while stack or links:
         if not stack:
@@ -155,9 +159,6 @@ def scan(
             seen[st.st_dev, st.st_ino] = rel
             dirs.add(rel)
             stack.append((link_path, rel + "/"))
-        if on_enough is not None and len(files) + len(dirs) >= enough:
-            on_enough()
-            on_enough = None
         abs_dir, prefix = stack.pop()
         try:
             it = os.scandir(abs_dir)
@@ -214,9 +215,15 @@ def scan(
                         seen[st.st_dev, st.st_ino] = rel
                         dirs.add(rel)
                         stack.append((entry.path, rel + "/"))
+                        if on_enough is not None and len(files) + dirs_counted() >= enough:
+                            on_enough()
+                            on_enough = None
                     elif _is_file(entry):
                         st = entry.stat()  # cached on the entry; follows a symlink
                         files[rel] = LocalFile(rel, st.st_size, st.st_mtime, entry.path)
+                        if on_enough is not None and len(files) + dirs_counted() >= enough:
+                            on_enough()
+                            on_enough = None
                     else:
                         why = _other_kind(entry)
                         if why is not None:
@@ -226,7 +233,7 @@ def scan(
                     continue
                 except OSError as exc:
                     problems.append((display_path(rel), _why(exc)))
-    if on_enough is not None and len(files) + len(dirs) >= enough:
+    if on_enough is not None and len(files) + dirs_counted() >= enough:
         on_enough()
     return tree
 

@@ -225,12 +225,22 @@ class _Run:
 
         scan = asyncio.ensure_future(
             asyncio.to_thread(
-                local.scan, self.src, self.filters, enough=self.pool.size, on_enough=enough
+                local.scan,
+                self.src,
+                self.filters,
+                enough=self.pool.size,
+                on_enough=enough,
+                count_dirs=self.options.delete,
             )
         )
 
         async def useful() -> int:
-            """Sessions worth opening: every one, unless the tree turns out smaller."""
+            """Sessions worth opening: every one, unless the tree turns out smaller.
+
+            A session is worth its login for each file to upload and, with
+            --delete, each directory to list; empty directories are created by
+            one session in one pipelined batch.
+            """
             found = asyncio.ensure_future(found_enough.wait())
             try:
                 await asyncio.wait({scan, found}, return_when=asyncio.FIRST_COMPLETED)
@@ -239,7 +249,7 @@ class _Run:
             if not scan.done():
                 return self.pool.size
             small = scan.result()  # a failed scan raises here and stops the logins
-            return len(small.files) + len(small.dirs)
+            return len(small.files) + (len(small.dirs) if self.options.delete else 0)
 
         try:
             sessions = await self.pool.start(useful())

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import errors, transport
-from .session import ServerConfig, ServerQuirks, Session
+from .session import LoginGate, ServerConfig, ServerQuirks, Session
 
 
 class Retired(Exception):
@@ -38,6 +38,8 @@ class Pool:
         self.retries = retries
         self.ctx = transport.make_ssl_context(config.tls)
         self.quirks = ServerQuirks()
+        self.logins = LoginGate()  # one refused login per typo, not one per session
+        self._tried = size  # sessions the last start() tried to open, for the notes
         self._note = note or (lambda _msg: None)
         self._alive = 0
         self._shrunk_said = False
@@ -77,6 +79,7 @@ class Pool:
                     task.cancel()
                 await asyncio.gather(*first, waiting, return_exceptions=True)
                 raise
+        self._tried = count
         results = await asyncio.gather(
             *first,
             *(self._open_once() for _ in range(count - initial)),
@@ -102,7 +105,7 @@ class Pool:
         return sessions
 
     async def _open_once(self) -> Session:
-        session = await Session.open(self.config, self.ctx, self.quirks)
+        session = await Session.open(self.config, self.ctx, self.quirks, self.logins)
         self._sessions.add(session)
         self._alive += 1
         return session
@@ -139,7 +142,7 @@ class Pool:
                 return await self._open_once()
             except errors.TooManyConnectionsError as exc:
                 if self._alive > 0:
-                    self._shrink_note(self._alive, self.size, [exc])
+                    self._shrink_note(self._alive, self._tried, [exc])
                     raise Retired() from None
                 error = exc
             except errors.ConnectError as exc:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import aioftp
@@ -82,15 +82,53 @@ class _Client(aioftp.Client):
                     lambda: None if connected.done() else connected.set_result(None)
                 )
 
-        early.when_done(wake)
-        async with asyncio.timeout(self.connection_timeout):
-            await connected
-        sock = early.take()  # raises the connect's error, as a fresh connect would
         try:
-            return await asyncio.open_connection(sock=sock)
-        except BaseException:
-            sock.close()
-            raise
+            early.when_done(wake)
+            async with asyncio.timeout(self.connection_timeout):
+                await connected
+            try:
+                sock = early.take()  # an OSError is raised as a fresh connect would
+            except OSError:
+                raise
+            except Exception:  # not a network error: connect the usual way, which says it
+                return await super()._open_connection(host, port)
+            try:
+                return await asyncio.open_connection(sock=sock)
+            except BaseException:
+                sock.close()
+                raise
+        finally:
+            early.close()  # gave up (timeout, cancel): a late socket must not idle
+
+
+class LoginGate:
+    """One login at a time, until one has worked.
+
+    A pool's sessions open in parallel.  With a wrong password every one of
+    them would be refused, and shared hosts lock an account out after a few
+    refused logins (fail2ban, mod_ban).  So the sessions connect and start TLS
+    together, but send their credentials one after another until a login has
+    succeeded -- a typo costs one refused login -- and all together after that.
+    """
+
+    def __init__(self) -> None:
+        self.proven = False
+        #: The message of a refused login (530): the sessions still waiting give up.
+        self.refused: str | None = None
+        self._lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        if self.proven:
+            yield
+            return
+        async with self._lock:
+            if self.refused is not None:
+                raise errors.AuthError(self.refused)
+            if not self.proven:
+                yield  # log in holding the lock: the others wait for the outcome
+                return
+        yield  # proven while this one waited: log in alongside the others
 
 
 #: Largest control-channel write.  ProFTPD reads commands into a small buffer
@@ -136,10 +174,17 @@ class ServerQuirks:
 class Session:
     """A logged-in, TLS-protected control connection.  Open it with :meth:`open`."""
 
-    def __init__(self, config: ServerConfig, ctx: ssl.SSLContext, quirks: ServerQuirks) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        ctx: ssl.SSLContext,
+        quirks: ServerQuirks,
+        logins: LoginGate | None = None,
+    ) -> None:
         self.config = config
         self.quirks = quirks
         self._ctx = ctx
+        self._logins = logins if logins is not None else LoginGate()
         self._client = _Client(
             socket_timeout=config.timeout,
             connection_timeout=config.timeout,
@@ -166,14 +211,20 @@ class Session:
     # --- opening ----------------------------------------------------------------
 
     @classmethod
-    async def open(cls, config: ServerConfig, ctx: ssl.SSLContext, quirks: ServerQuirks) -> Session:
+    async def open(
+        cls,
+        config: ServerConfig,
+        ctx: ssl.SSLContext,
+        quirks: ServerQuirks,
+        logins: LoginGate | None = None,
+    ) -> Session:
         """Connect, ``AUTH TLS``, verify, log in, protect the data channel.
 
         Raises :class:`~errors.ConnectError`, :class:`~errors.TLSRefusedError`,
         :class:`~errors.CertificateError`, :class:`~errors.AuthError`,
         :class:`~errors.TooManyConnectionsError` or a retryable error.
         """
-        session = cls(config, ctx, quirks)
+        session = cls(config, ctx, quirks, logins)
         try:
             await session._open()
         except BaseException:
@@ -213,15 +264,18 @@ class Session:
         transport.check_peer(self.writer, cfg.tls, cfg.host)
 
         # Credentials only now, on the encrypted channel.
-        reply = await self.command(f"USER {cfg.user}")
-        if reply.code == "331":
-            reply = await self.command(f"PASS {cfg.password}")
-        if reply.code == "530":
-            raise errors.AuthError(
-                f"{where} refused the login for user {cfg.user!r} ({reply.text})"
-            )
-        if reply.code not in ("230", "202"):
-            self._raise_reply("login", reply)
+        async with self._logins.turn():
+            reply = await self.command(f"USER {cfg.user}")
+            if reply.code == "331":
+                reply = await self.command(f"PASS {cfg.password}")
+            if reply.code == "530":
+                self._logins.refused = (
+                    f"{where} refused the login for user {cfg.user!r} ({reply.text})"
+                )
+                raise errors.AuthError(self._logins.refused)
+            if reply.code not in ("230", "202"):
+                self._raise_reply("login", reply)
+            self._logins.proven = True
 
         # One round trip for all of these; PWD only while the home is unknown.
         ask_home = self.quirks.home is None

@@ -180,6 +180,8 @@ def translate_errors(what: str, *, connecting: bool = False) -> Iterator[None]:
         raise errors.OperationTimeout(f"{what}: timed out") from None
     except socket.gaierror as exc:
         raise errors.ConnectError(f"{what}: cannot resolve host ({exc.strerror})") from None
+    except UnicodeError:  # the resolver's IDNA encoding of the name (e.g. "a..b")
+        raise errors.ConnectError(f"{what}: not a valid host name") from None
     except ConnectionRefusedError:
         if connecting:
             raise errors.ConnectError(f"{what}: connection refused") from None

@@ -12,6 +12,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -192,7 +193,7 @@ def test_missing_src_exits_2_and_names_the_path(
     ("files", "connections"),
     [
         (["a.html", "b.css"], 2),  # both known from SRC's top level: begun early
-        (["site/a.html", "site/b.css", "site/c.js"], 4),  # 1 early, 3 more after the scan
+        (["site/a.html", "site/b.css", "site/c.js"], 3),  # 1 early, 2 more after the scan
         ([".git/config", "index.html"], 1),  # excluded entries are not counted
     ],
 )
@@ -275,6 +276,34 @@ def test_wrong_password_exits_3_and_never_shows_it(
     assert not remote_dir.path.exists()
 
 
+def test_a_wrong_password_is_tried_once_not_once_per_session(
+    tmp_path: Path,
+    remote_dir: RemoteDir,
+    env: dict[str, str],
+    ca: list[str],
+    proftpd: ProftpdServer,
+    featsilent: FeatSilentProxy,
+) -> None:
+    """Shared hosts lock an account out after a few refused logins: the sessions of a
+    run (eight here, all begun at once) may connect together, but only one of them
+    sends the wrong password."""
+    src = tmp_path / "many"
+    src.mkdir()
+    for i in range(12):
+        (src / f"f{i}.txt").write_bytes(b"x")
+    refused_before = proftpd.system_log_text().count("Login failed")
+    proc = run_cli(src, remote_dir.name, *ca, env={**env, "FTP_PASSWORD": "Wr0ng-again"})
+    assert proc.returncode == 3, proc.stderr
+    assert "refused the login" in one_error_line(proc)
+    assert featsilent.connections == 8  # they did connect together ...
+    deadline = time.monotonic() + 5
+    while proftpd.system_log_text().count("Login failed") == refused_before:
+        assert time.monotonic() < deadline, "ProFTPD logged no refused login"
+        time.sleep(0.05)
+    time.sleep(0.3)  # let any later refusal reach the log too
+    assert proftpd.system_log_text().count("Login failed") - refused_before == 1  # ... once
+
+
 def test_connection_refused_exits_3(site: Tree, env: dict[str, str], ca: list[str]) -> None:
     env = {**env, "FTP_SERVER": f"127.0.0.1:{free_port()}"}
     proc = run_cli(site.root, "www", *ca, "--timeout", "10", env=env)
@@ -301,6 +330,18 @@ def test_unresolvable_host_exits_3(site: Tree, env: dict[str, str], ca: list[str
     assert proc.returncode == 3, proc.stderr
     line = one_error_line(proc)
     assert "nonexistent.invalid" in line
+
+
+def test_a_host_name_that_cannot_be_encoded_exits_3_at_once(
+    site: Tree, env: dict[str, str], ca: list[str]
+) -> None:
+    """Not "timed out" after --timeout, nor an internal error: what is wrong, at once."""
+    env = {**env, "FTP_SERVER": "a..b"}
+    proc = run_cli(site.root, "www", *ca, "--timeout", "10", env=env)
+    assert proc.returncode == 3, proc.stderr
+    line = one_error_line(proc)
+    assert "a..b" in line, line
+    assert "not a valid host name" in line, line
 
 
 # --- the demo ----------------------------------------------------------------------------

@@ -412,13 +412,23 @@ def test_remote_modification_times_equal_local_ones(
     assert mark.stored() == []
 
 
-@pytest.mark.parametrize(("files", "dirs", "logins"), [(1, 0, 1), (2, 0, 2), (3, 3, 6), (12, 0, 8)])
+@pytest.mark.parametrize(
+    ("files", "dirs", "delete", "logins"),
+    [
+        (1, 0, False, 1),
+        (2, 0, False, 2),
+        (3, 3, False, 3),  # empty directories: one pipelined MKD batch, no session each
+        (2, 3, True, 5),  # --delete lists every directory: a session each is worth it
+        (12, 0, False, 8),
+    ],
+)
 def test_logins_are_as_many_as_the_tree_can_use(
     proftpd: ProftpdServer,
     featsilent: FeatSilentProxy,
     tmp_path: Path,
     files: int,
     dirs: int,
+    delete: bool,
     logins: int,
 ) -> None:
     """-j 8 with two files logs in twice: on a shared host every session is a forked
@@ -430,12 +440,14 @@ def test_logins_are_as_many_as_the_tree_can_use(
     for i in range(dirs):
         (src / f"d{i}").mkdir()
     remote = fresh_remote(proftpd, "logins")
-    report = run_mirror(proftpd, featsilent, src, remote.name, jobs=8)
+    report = run_mirror(proftpd, featsilent, src, remote.name, jobs=8, delete=delete)
     assert report.failed == []
     assert report.uploaded == files
     assert featsilent.connections == logins
     for i in range(files):
         assert (remote.path / f"f{i}.txt").read_bytes() == b"x" * (i + 1)
+    for i in range(dirs):
+        assert (remote.path / f"d{i}").is_dir()
 
 
 class _CountUploads(Events):

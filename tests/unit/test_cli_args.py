@@ -247,3 +247,20 @@ def test_rule_order_changes_what_is_mirrored(argv: list[str], secret_txt_exclude
 
 def test_no_rule_options_means_no_rules() -> None:
     assert _rules(parse("www")) == []
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
+@pytest.mark.parametrize("option", ["--timeout", "--deadline"])
+def test_timeouts_must_be_positive_finite_seconds(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["src", "dst", option, value])
+    assert exited.value.code == 2
+    assert option in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0.5", "30", "1e3"])
+def test_timeouts_accept_positive_seconds(value: str) -> None:
+    args = build_parser().parse_args(["src", "dst", "--timeout", value, "--deadline", value])
+    assert args.timeout == args.deadline == float(value)

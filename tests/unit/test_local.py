@@ -400,15 +400,60 @@ def test_display_path(relpath: str, shown: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("enough", "calls"),
-    [(0, 1), (1, 1), (4, 1), (5, 1), (6, 0)],  # the tree has 3 files and 2 directories
+    ("enough", "count_dirs", "calls"),
+    # The tree keeps 3 files and 2 directories.
+    [
+        (0, True, 1),
+        (1, True, 1),
+        (4, True, 1),
+        (5, True, 1),
+        (6, True, 0),
+        (3, False, 1),
+        (4, False, 0),
+    ],
 )
 def test_on_enough_is_called_once_when_that_many_paths_are_kept(
-    tmp_path: Path, enough: int, calls: int
+    tmp_path: Path, enough: int, count_dirs: bool, calls: int
 ) -> None:
     for rel in ("a.txt", "b.txt", "sub/c.txt", "sub/deeper/.hidden"):
         write(tmp_path, rel)
     seen: list[int] = []
-    tree = scan(str(tmp_path), SEED, enough=enough, on_enough=lambda: seen.append(1))
+    tree = scan(
+        str(tmp_path),
+        SEED,
+        enough=enough,
+        on_enough=lambda: seen.append(1),
+        count_dirs=count_dirs,
+    )
     assert len(tree.files) + len(tree.dirs) == 5
     assert len(seen) == calls
+
+
+class _CountingFilters:
+    """Excludes nothing; counts the entries the scan has looked at."""
+
+    def __init__(self) -> None:
+        self.looked_at = 0
+
+    def excludes(self, relpath: str, *, is_dir: bool) -> bool:
+        self.looked_at += 1
+        return False
+
+
+def test_on_enough_comes_before_a_large_flat_directory_is_read_to_its_end(
+    tmp_path: Path,
+) -> None:
+    """The logins wait for on_enough: in a flat SRC of 200 files it must come at the
+    8th file, not after the whole listing."""
+    for i in range(200):
+        write(tmp_path, f"f{i:03d}.txt")
+    filters = _CountingFilters()
+    looked_at_when_called: list[int] = []
+    tree = scan(
+        str(tmp_path),
+        filters,  # type: ignore[arg-type]
+        enough=8,
+        on_enough=lambda: looked_at_when_called.append(filters.looked_at),
+    )
+    assert len(tree.files) == 200
+    assert looked_at_when_called == [8]
