@@ -94,6 +94,13 @@ SCENARIOS: dict[str, str] = {
 }
 
 
+def name_scenarios(large_count: int, large_mib: int, scale_files: int) -> None:
+    """Label the large-file and dry-run scenarios with the sizes this run used."""
+    SCENARIOS["large"] = f"Large files ({large_count} × {large_mib} MiB, no delay)"
+    scale = f"{scale_files // 1000}k" if scale_files % 1000 == 0 else str(scale_files)
+    SCENARIOS["dryrun"] = f"Dry run, {scale} files (no delay)"
+
+
 # ---------------------------------------------------------------------------
 # measuring one child process
 
@@ -604,6 +611,7 @@ class Bench:
             args.timeout,
             args.large_repeat,
         )
+        name_scenarios(args.large_count, args.large_mib, args.scale_files)
         self.samples: list[Sample] = []
         self.notes: list[str] = []
         self.planner: dict[str, Any] = {}
@@ -1581,8 +1589,10 @@ def render_from_json(path: Path, out: Path) -> int:
     fields = set(Sample.__dataclass_fields__)
     samples = [Sample(**{k: v for k, v in s.items() if k in fields}) for s in raw["samples"]]
     info = raw["info"]
+    params = Params(**raw["params"])
+    name_scenarios(params.large_count, params.large_mib, params.scale_files)
     bench = Rendered(
-        Params(**raw["params"]),
+        params,
         info,
         raw["notes"],
         raw["planner"],
