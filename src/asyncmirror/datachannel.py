@@ -215,8 +215,9 @@ async def upload(
 
     The file is read as it is at upload time and hashed on the way (for the
     state file: :mod:`~asyncmirror.digests`, at memory speed, so the bytes
-    hashed are exactly the bytes sent).  If it changes while it is being read, the upload is
-    reported as a retryable :class:`~errors.VerifyError` and sent again.
+    hashed are exactly the bytes sent).  If it changes while it is being
+    read, the upload is reported as a retryable :class:`~errors.VerifyError`
+    and sent again.
     The caller verifies the size on the server afterwards.
     """
     command = f"STOR {remote_path}"

@@ -132,8 +132,11 @@ def scan(
     # whatever order readdir() gives, and only the link is reported.
     links: list[tuple[str, str]] = []  # (relpath, absolute path of the link)
 
-    def dirs_counted() -> int:
-        return len(dirs) if count_dirs else 0
+    def notify_if_enough() -> None:
+        nonlocal on_enough
+        if on_enough is not None and len(files) + (len(dirs) if count_dirs else 0) >= enough:
+            on_enough()
+            on_enough = None  # once
 
     while stack or links:
         if not stack:
@@ -215,15 +218,11 @@ def scan(
                         seen[st.st_dev, st.st_ino] = rel
                         dirs.add(rel)
                         stack.append((entry.path, rel + "/"))
-                        if on_enough is not None and len(files) + dirs_counted() >= enough:
-                            on_enough()
-                            on_enough = None
+                        notify_if_enough()
                     elif _is_file(entry):
                         st = entry.stat()  # cached on the entry; follows a symlink
                         files[rel] = LocalFile(rel, st.st_size, st.st_mtime, entry.path)
-                        if on_enough is not None and len(files) + dirs_counted() >= enough:
-                            on_enough()
-                            on_enough = None
+                        notify_if_enough()
                     else:
                         why = _other_kind(entry)
                         if why is not None:
@@ -233,8 +232,7 @@ def scan(
                     continue
                 except OSError as exc:
                     problems.append((display_path(rel), _why(exc)))
-    if on_enough is not None and len(files) + dirs_counted() >= enough:
-        on_enough()
+    notify_if_enough()
     return tree
 
 
