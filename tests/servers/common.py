@@ -11,12 +11,15 @@ Nothing here imports pytest or the code under test.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import os
 import random
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,3 +248,68 @@ def terminate_group(proc: subprocess.Popen[Any], timeout: float = 5.0) -> None:
         break
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+class LoopThread:
+    """An asyncio server run on an event loop of its own, in a daemon thread.
+
+    For the test servers and proxies that synchronous tests start: subclasses
+    provide ``async start() -> int`` (the port they listen on) and
+    ``async close()``; :meth:`new_loop` may install an exception handler.
+    """
+
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+
+    async def start(self) -> int:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    def new_loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.new_event_loop()
+
+    def start_in_thread(self, timeout: float = 10.0) -> int:
+        """Run :meth:`start` on a new loop in a daemon thread; returns its port."""
+        if self._thread is not None:
+            raise RuntimeError(f"{type(self).__name__} thread already running")
+        loop = self.new_loop()
+        started: concurrent.futures.Future[int] = concurrent.futures.Future()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                try:
+                    started.set_result(loop.run_until_complete(self.start()))
+                except BaseException as exc:
+                    started.set_exception(exc)
+                    return
+                loop.run_forever()
+                loop.run_until_complete(self.close())
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+
+        self._loop = loop
+        self._thread = threading.Thread(
+            target=run, name=f"{type(self).__name__}-{id(self)}", daemon=True
+        )
+        self._thread.start()
+        try:
+            return started.result(timeout)
+        except BaseException:
+            self.stop_thread(timeout)
+            raise
+
+    def stop_thread(self, timeout: float = 10.0) -> None:
+        """Stop the loop started by :meth:`start_in_thread` (runs ``close()``). Idempotent."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        if thread.is_alive():
+            with contextlib.suppress(RuntimeError):  # the loop is closed already
+                loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout)
+        self._loop = None
+        self._thread = None

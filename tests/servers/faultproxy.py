@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import contextlib
 import dataclasses
 import os
@@ -69,6 +68,7 @@ from typing import Any
 
 from aioftp.common import SSLSessionBoundContext
 
+from .common import LoopThread
 from .proftpd import ProftpdServer, start_proftpd
 
 __all__ = [
@@ -283,7 +283,7 @@ def _code(reply: list[bytes]) -> str:
     return reply[0][:3].decode("ascii", "replace")
 
 
-class FaultProxy:
+class FaultProxy(LoopThread):
     """See the module docstring.  ``target_*`` is the real server; ``host`` our address."""
 
     def __init__(
@@ -401,6 +401,11 @@ class FaultProxy:
 
     # -- lifecycle -----------------------------------------------------------------
 
+    def new_loop(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.new_event_loop()
+        loop.set_exception_handler(_quiet_handler(self.loop_errors))
+        return loop
+
     async def start(self) -> int:
         await self._listen()
         return self.port
@@ -458,48 +463,6 @@ class FaultProxy:
                 t.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
-
-    def start_in_thread(self, timeout: float = 10.0) -> int:
-        """Run the proxy on a new event loop in a daemon thread; returns the control port."""
-        if self._thread is not None:
-            raise RuntimeError("proxy thread already running")
-        loop = asyncio.new_event_loop()
-        loop.set_exception_handler(_quiet_handler(self.loop_errors))
-        started: concurrent.futures.Future[int] = concurrent.futures.Future()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                try:
-                    started.set_result(loop.run_until_complete(self.start()))
-                except BaseException as exc:
-                    started.set_exception(exc)
-                    return
-                loop.run_forever()
-                loop.run_until_complete(self.close())
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            finally:
-                loop.close()
-
-        self._loop = loop
-        self._thread = threading.Thread(target=run, name=f"FaultProxy-{id(self)}", daemon=True)
-        self._thread.start()
-        try:
-            return started.result(timeout)
-        except BaseException:
-            self.stop_thread(timeout)
-            raise
-
-    def stop_thread(self, timeout: float = 10.0) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        if thread.is_alive():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout)
-        self._loop = None
-        self._thread = None
 
     def _call(self, fn: Callable[[], Any]) -> None:
         """Run ``fn`` on the proxy's loop, from any thread (or from the loop itself)."""
@@ -954,7 +917,7 @@ def start_fault_server(
 # --- a tiny plaintext FTP server ------------------------------------------------------
 
 
-class FakePlainServer:
+class FakePlainServer(LoopThread):
     """A plaintext "FTP server" answering from a table; records every line it receives.
 
     ``replies`` maps a verb to its reply line (default ``500 <VERB> not understood``).
@@ -1011,51 +974,22 @@ class FakePlainServer:
             self._writers.discard(writer)
             writer.close()
 
-    def start_in_thread(self, timeout: float = 10.0) -> int:
+    def new_loop(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.new_event_loop()
         loop.set_exception_handler(_quiet_handler([]))
-        started: concurrent.futures.Future[int] = concurrent.futures.Future()
+        return loop
 
-        async def start() -> int:
-            self._server = await asyncio.start_server(self._handle, self.host, 0)
-            return int(self._server.sockets[0].getsockname()[1])
-
-        async def close() -> None:
-            if self._server is not None:
-                self._server.close()
-            for w in list(self._writers):
-                _abort(w)
-            await asyncio.sleep(0)
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                try:
-                    started.set_result(loop.run_until_complete(start()))
-                except BaseException as exc:
-                    started.set_exception(exc)
-                    return
-                loop.run_forever()
-                loop.run_until_complete(close())
-            finally:
-                loop.close()
-
-        self._loop = loop
-        self._thread = threading.Thread(target=run, name="FakePlainServer", daemon=True)
-        self._thread.start()
-        self.port = started.result(timeout)
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._handle, self.host, 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
         return self.port
 
-    def stop_thread(self, timeout: float = 10.0) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        if thread.is_alive():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout)
-        self._loop = None
-        self._thread = None
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for w in list(self._writers):
+            _abort(w)
+        await asyncio.sleep(0)
 
     def __enter__(self) -> FakePlainServer:
         self.start_in_thread()

@@ -24,9 +24,10 @@ thread (``proxy.start_in_thread()`` / ``proxy.stop_thread()``).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import threading
+
+from .common import LoopThread
 
 __all__ = ["FeatSilentProxy"]
 
@@ -43,7 +44,7 @@ class _Conn:
         self.commands: list[str] = []
 
 
-class FeatSilentProxy:
+class FeatSilentProxy(LoopThread):
     def __init__(
         self,
         target_host: str,
@@ -129,52 +130,6 @@ class FeatSilentProxy:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
-
-    # -- background thread API ---------------------------------------------------
-
-    def start_in_thread(self, timeout: float = 10.0) -> int:
-        """Run the proxy on a new event loop in a daemon thread; returns the port."""
-        if self._thread is not None:
-            raise RuntimeError("proxy thread already running")
-        loop = asyncio.new_event_loop()
-        started: concurrent.futures.Future[int] = concurrent.futures.Future()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                try:
-                    started.set_result(loop.run_until_complete(self.start()))
-                except BaseException as exc:
-                    started.set_exception(exc)
-                    return
-                loop.run_forever()
-                loop.run_until_complete(self.close())
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            finally:
-                loop.close()
-
-        self._loop = loop
-        self._thread = threading.Thread(target=run, name=f"FeatSilentProxy-{id(self)}", daemon=True)
-        self._thread.start()
-        try:
-            return started.result(timeout)
-        except BaseException:
-            self.stop_thread(timeout)
-            raise
-
-    def stop_thread(self, timeout: float = 10.0) -> None:
-        """Stop the background loop started by :meth:`start_in_thread`. Idempotent."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        if thread.is_alive():
-            with contextlib.suppress(RuntimeError):  # loop already closed
-                loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout)
-        self._loop = None
-        self._thread = None
-
-    # -- proxying ------------------------------------------------------------------
 
     async def _handle(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
