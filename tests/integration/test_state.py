@@ -60,6 +60,19 @@ def fresh_checkout(src: Path, dst: Path) -> None:
             os.utime(path, (later, later))
 
 
+def fresh_checkout_uploads_nothing(
+    proftpd: ProftpdServer, proxy: FeatSilentProxy, src: Path, remote: RemoteDir, checkout: Path
+) -> None:
+    """Check out ``src`` again (same bytes, new mtimes) and run: nothing goes up but,
+    at most, the state file itself (it learns the new mtimes)."""
+    fresh_checkout(src, checkout)
+    before = stors(proftpd)
+    report = run(proftpd, proxy, checkout, remote.name)
+    assert report.failed == []
+    assert report.uploaded == 0
+    assert stors(proftpd) - before <= 1
+
+
 def test_remote_mtimes_follow_and_a_fresh_checkout_uploads_nothing(
     proftpd: ProftpdServer, featsilent: FeatSilentProxy, remote_dir: RemoteDir, tmp_path: Path
 ) -> None:
@@ -74,13 +87,7 @@ def test_remote_mtimes_follow_and_a_fresh_checkout_uploads_nothing(
     assert set(state["files"]) == set(tree.files)
 
     checkout = tmp_path / "checkout"
-    fresh_checkout(tree.root, checkout)
-    before = stors(proftpd)
-    report = run(proftpd, featsilent, checkout, remote_dir.name)
-    assert report.failed == []
-    assert report.uploaded == 0
-    # Only the state file itself may be rewritten (it learns the new mtimes).
-    assert stors(proftpd) - before <= 1
+    fresh_checkout_uploads_nothing(proftpd, featsilent, tree.root, remote_dir, checkout)
 
     # The next run trusts the recorded mtimes and does not even hash.
     before = stors(proftpd)
@@ -113,13 +120,7 @@ def test_the_state_holds_each_file_s_digest_and_a_fresh_checkout_of_a_large_file
     }
     assert files["index.html"]["xxh3_128"] == xxhash.xxh3_128(small).hexdigest()
 
-    checkout = tmp_path / "checkout"
-    fresh_checkout(src, checkout)
-    before = stors(proftpd)
-    again = run(proftpd, featsilent, checkout, remote_dir.name)
-    assert again.failed == []
-    assert again.uploaded == 0
-    assert stors(proftpd) - before <= 1  # the state file only
+    fresh_checkout_uploads_nothing(proftpd, featsilent, src, remote_dir, tmp_path / "checkout")
 
 
 def test_a_state_file_from_asyncmirror_0_1_with_sha256_still_skips_a_fresh_checkout(
@@ -145,13 +146,9 @@ def test_a_state_file_from_asyncmirror_0_1_with_sha256_still_skips_a_fresh_check
     }
     state_path.write_bytes(json.dumps(old).encode())
 
-    checkout = tmp_path / "checkout"
-    fresh_checkout(tree.root, checkout)
-    before = stors(proftpd)
-    report = run(proftpd, featsilent, checkout, remote_dir.name)
-    assert report.failed == []
-    assert report.uploaded == 0
-    assert stors(proftpd) - before <= 1
+    fresh_checkout_uploads_nothing(
+        proftpd, featsilent, tree.root, remote_dir, tmp_path / "checkout"
+    )
     again = json.loads(state_path.read_bytes())
     assert again["version"] == 2
     assert set(again["files"]) == set(old["files"])
