@@ -635,18 +635,8 @@ class _Run:
         """Delete temporary uploads that were never renamed (cut connections)."""
         names = sorted(self.temp_names)
         self.temp_names.clear()
-        try:
-            # 550 just means the temporary file was never created.
-            return await run_batch(
-                self.pool,
-                session,
-                [(f"DELE {n}", n) for n in names],
-                retries=self.retries,
-                on_reply=lambda _n, _r: None,
-            )
-        except errors.RetryableError as exc:
-            self._note(f"could not remove temporary uploads: {exc.user_line()}")
-            return session
+        # 550 just means the temporary file was never created.
+        return await self._clean_up(session, [(n, n) for n in names], "temporary uploads")
 
     async def _remove_partial(self, session: Session, base: str, paths: list[str]) -> Session:
         """Never leave a truncated file behind as if it were done."""
@@ -655,16 +645,27 @@ class _Run:
             if reply.is_complete:
                 self._note(f"removed the partial upload of {path} from the server")
 
+        targets = [(remote.remote_join(base, p), p) for p in paths]
+        return await self._clean_up(session, targets, "partial uploads", on_reply)
+
+    async def _clean_up(
+        self,
+        session: Session,
+        targets: list[tuple[str, str]],
+        what: str,
+        on_reply: Callable[[str, Reply], None] = lambda _path, _reply: None,
+    ) -> Session:
+        """DELE each (remote path, name) in one pipelined batch; a failure is a note only."""
         try:
             return await run_batch(
                 self.pool,
                 session,
-                [(f"DELE {remote.remote_join(base, p)}", p) for p in paths],
+                [(f"DELE {target}", name) for target, name in targets],
                 retries=self.retries,
                 on_reply=on_reply,
             )
         except errors.RetryableError as exc:
-            self._note(f"could not remove partial uploads: {exc.user_line()}")
+            self._note(f"could not remove {what}: {exc.user_line()}")
             return session
 
     # --- deletions ------------------------------------------------------------
