@@ -96,3 +96,35 @@ def test_take_before_the_connect_finished_is_refused(monkeypatch: pytest.MonkeyP
     wait_done(early)
     with pytest.raises(ConnectionRefusedError):
         early.take()
+
+
+async def test_a_session_waiting_too_long_for_its_early_connection_times_out_and_closes_it(
+    monkeypatch: pytest.MonkeyPatch, listener: socket.socket
+) -> None:
+    """Bounded by the session's timeout like any connect; the socket that connects
+    afterwards is closed, not left holding a server process."""
+    from asyncmirror.session import _Client
+
+    release = threading.Event()
+    real_connect = socket.create_connection
+    made: list[socket.socket] = []
+
+    def slow_connect(address: tuple[str, int], timeout: float) -> socket.socket:
+        release.wait(10)
+        sock = real_connect(address, timeout=timeout)
+        made.append(sock)
+        return sock
+
+    monkeypatch.setattr(socket, "create_connection", slow_connect)
+    port = port_of(listener)
+    early = EarlyConnection("127.0.0.1", port, timeout=10)
+    client = _Client(socket_timeout=0.2, connection_timeout=0.2)
+    client.early = early
+    with pytest.raises(TimeoutError):
+        await client._open_connection("127.0.0.1", port)
+    release.set()
+    wait_done(early)
+    assert len(made) == 1
+    assert made[0].fileno() == -1  # closed by the give-up, not left open
+    with pytest.raises(ConnectionAbortedError):
+        early.take()
