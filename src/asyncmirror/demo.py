@@ -14,6 +14,7 @@ import argparse
 import os
 import random
 import secrets
+import shutil
 import sys
 import tempfile
 import threading
@@ -95,6 +96,7 @@ class _Server:
     def stop(self) -> None:
         self.server.close_all()
         self.thread.join(timeout=5)
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def _same_bytes(src: Path, dst: Path) -> tuple[int, list[str]]:
@@ -117,6 +119,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--files", type=int, default=200, help="files in the sample tree")
     parser.add_argument("-j", "--jobs", type=int, default=8)
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the sample tree and the server's copy (removed at the end otherwise)",
+    )
     args = parser.parse_args(argv)
     try:
         return _demo(args)
@@ -127,6 +134,17 @@ def main(argv: list[str]) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="asyncmirror-demo-"))
+    try:
+        return _demo_in(work, args)
+    finally:
+        # A demo run by hand, or by a test suite, must not leave a tree behind each time.
+        if args.keep:
+            print(f"\nkept the sample tree and the server's copy in {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _demo_in(work: Path, args: argparse.Namespace) -> int:
     src, home = work / "site", work / "server-home"
     src.mkdir()
     home.mkdir()

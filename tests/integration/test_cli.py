@@ -347,8 +347,22 @@ def test_a_host_name_that_cannot_be_encoded_exits_3_at_once(
 # --- the demo ----------------------------------------------------------------------------
 
 
-def test_demo_runs_and_says_all_files_are_byte_identical() -> None:
-    proc = run_cli("demo", "--files", "30", "--no-progress", env=dict(os.environ), timeout=180)
+@pytest.mark.parametrize("keep", [False, True], ids=["cleans-up", "keep"])
+def test_demo_runs_and_says_all_files_are_byte_identical(tmp_path: Path, keep: bool) -> None:
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    args = ["demo", "--files", "30", "--no-progress"] + (["--keep"] if keep else [])
+    proc = run_cli(*args, env=env, timeout=180)
     assert proc.returncode == 0, proc.stderr
     assert "all byte-identical" in proc.stderr
     assert "Traceback" not in proc.stderr
+    left = sorted(p.name for p in tmp_path.iterdir())
+    if not keep:
+        # Every run of the README's first command used to leave two directories in /tmp.
+        assert left == [], left
+    else:
+        (work,) = left
+        kept = tmp_path / work
+        assert str(kept) in proc.stderr
+        assert (kept / "server-home" / "www" / "page-0000.html").read_bytes() == (
+            kept / "site" / "page-0000.html"
+        ).read_bytes()
