@@ -242,8 +242,9 @@ async def upload(
                 # One buffer for the whole file: a fresh 256 KiB object per read came
                 # from mmap and cost a page fault per 4 KiB (~8 % of the CPU of a large
                 # upload, measured).  send() encrypts it before it returns, so the next
-                # read may overwrite it.
-                buffer = bytearray(CHUNK)
+                # read may overwrite it.  Small files get a small one (+1: the read
+                # that says end of file).
+                buffer = bytearray(min(CHUNK, before.st_size + 1))
                 view = memoryview(buffer)
                 while True:
                     try:
