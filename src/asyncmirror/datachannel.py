@@ -38,6 +38,10 @@ from .session import Session
 
 #: Chunk size for file data: large writes keep TLS record overhead and syscalls low.
 CHUNK = 256 * 1024
+#: An upload whose socket always has room never waits, so it would keep the event
+#: loop to itself: other sessions' replies, data connections and timers would
+#: wait for the whole file.  It lets the others run after this many bytes.
+FAIR_SHARE = 4 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -246,6 +250,7 @@ async def upload(
                 # that says end of file).
                 buffer = bytearray(min(CHUNK, before.st_size + 1))
                 view = memoryview(buffer)
+                share = FAIR_SHARE
                 while True:
                     try:
                         n = os.readv(fd, (buffer,))
@@ -259,6 +264,10 @@ async def upload(
                     await data.send(chunk)
                     digest.update(chunk)
                     stats.bytes += n
+                    share -= n
+                    if share <= 0:
+                        share = FAIR_SHARE
+                        await asyncio.sleep(0)
             await _finish(session, command, data, stats, early_passive=session.want_early_passive)
         try:
             after: os.stat_result | None = os.stat(source)

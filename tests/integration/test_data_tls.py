@@ -10,18 +10,24 @@ timeout, not a hang.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import itertools
 import os
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import trustme
+from sessions import open_session
 
+from asyncmirror import datachannel
 from asyncmirror.transport import DataTLS
+from servers.proftpd import ProftpdServer, RemoteDir
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +124,39 @@ async def test_a_peer_that_stops_reading_ends_in_the_timeout_not_a_hang(
         await send_16_mib()
     assert time.monotonic() - started < 5
     stream.abort()
+
+
+async def test_a_large_upload_lets_the_other_sessions_run(
+    proftpd: ProftpdServer, remote_dir: RemoteDir, tmp_path: Path
+) -> None:
+    # On loopback the socket always has room, so no send ever waits: without a
+    # yield the upload kept the loop for the whole file, and the other sessions'
+    # replies, data connections and timers waited for it (seen as two uploads
+    # running one after the other).  A task on the same loop must get turns.
+    size = 48 * 1024 * 1024
+    source = tmp_path / "large.bin"
+    source.write_bytes(os.urandom(size))
+    session = await open_session(proftpd)
+    await session.expect(f"MKD /{remote_dir.name}", "257")
+    stats = datachannel.DataStats()
+    seen: list[int] = []
+
+    async def watch() -> None:
+        while True:
+            seen.append(stats.bytes)
+            await asyncio.sleep(0)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await datachannel.upload(
+            session, f"/{remote_dir.name}/large.bin", str(source), await session.passive(), stats
+        )
+    finally:
+        watcher.cancel()
+        await session.quit()
+    assert (remote_dir.path / "large.bin").read_bytes() == source.read_bytes()
+    steps = [b - a for a, b in itertools.pairwise(seen)]
+    # At most FAIR_SHARE (4 MiB) plus one chunk between turns.
+    assert max(steps) <= 5 * 1024 * 1024, (
+        f"{max(steps)} bytes were sent while the other task waited"
+    )

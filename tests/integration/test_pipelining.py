@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-from asyncmirror.session import ServerConfig, ServerQuirks, Session
-from asyncmirror.transport import TLSPolicy, make_ssl_context
+from sessions import open_session
+
 from servers.proftpd import ProftpdServer
-
-
-async def open_session(proftpd: ProftpdServer) -> Session:
-    config = ServerConfig(
-        host=proftpd.host,
-        port=proftpd.port,
-        user=proftpd.user,
-        password=proftpd.password,
-        tls=TLSPolicy(ca_file=str(proftpd.ca_file)),
-        timeout=5,
-    )
-    return await Session.open(config, make_ssl_context(config.tls), ServerQuirks())
 
 
 async def test_hundreds_of_long_pipelined_commands_all_get_their_reply(

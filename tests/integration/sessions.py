@@ -1,0 +1,19 @@
+"""One logged-in asyncmirror Session on the test ProFTPD, for tests below mirror()."""
+
+from __future__ import annotations
+
+from asyncmirror.session import ServerConfig, ServerQuirks, Session
+from asyncmirror.transport import TLSPolicy, make_ssl_context
+from servers.proftpd import ProftpdServer
+
+
+async def open_session(proftpd: ProftpdServer, *, timeout: float = 5) -> Session:
+    config = ServerConfig(
+        host=proftpd.host,
+        port=proftpd.port,
+        user=proftpd.user,
+        password=proftpd.password,
+        tls=TLSPolicy(ca_file=str(proftpd.ca_file)),
+        timeout=timeout,
+    )
+    return await Session.open(config, make_ssl_context(config.tls), ServerQuirks())
