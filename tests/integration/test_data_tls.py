@@ -5,7 +5,8 @@ what does not fit waits for the loop under the timeout.  These tests make the
 peer read slowly (or not at all) so both paths run, over a real TLS connection
 on a socket pair: every byte must arrive in order although the caller
 overwrites its buffer after each send, and a peer that stops reading ends in a
-timeout, not a hang.
+timeout, not a hang.  The last test uploads to the real ProFTPD and checks that
+an upload whose sends never wait still lets other tasks on the loop run.
 """
 
 from __future__ import annotations
