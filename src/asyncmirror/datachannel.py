@@ -120,9 +120,13 @@ async def _open(
             if not stats.replied:
                 await _drain_final(session)
             raise
-    except BaseException:
+    except BaseException as exc:
         for task in (reply_task, data_task):
             task.cancel()
+        if not isinstance(exc, errors.AsyncMirrorError):
+            # Cancelled mid-transfer: the server owes replies nobody will read, and
+            # may not read a QUIT before the transfer ends.  Close, do not say goodbye.
+            session.broken = True
         if data is not None:
             data.abort()
         if data_task.done() and not data_task.cancelled() and data_task.exception() is None:

@@ -194,6 +194,11 @@ class _Run:
         self.run_id = secrets.token_hex(4)
         #: Temporary names uploaded but not (yet) renamed; removed at the end.
         self.temp_names: set[str] = set()
+        #: Files (relative paths) whose failed upload left a partial file under the
+        #: real name, until a retry succeeds; removed if they fail for good.
+        self.partial: set[str] = set()
+        #: Remote paths of uploads cut by a stop (Ctrl-C, --deadline, a cancel).
+        self.cut: set[str] = set()
         self.tz = tz
         self.events = events
         self.report = Report(dry_run=dry_run)
@@ -207,6 +212,12 @@ class _Run:
         started = time.monotonic()
         try:
             await self._run()
+        except asyncio.CancelledError:
+            # Stopped mid-run: the sessions go first (a host may allow no extra
+            # connection), then one fresh session removes what is half-written.
+            await self.pool.close_all()
+            await self._remove_leftovers()
+            raise
         finally:
             self.report.duration = time.monotonic() - started
             await self.pool.close_all()
@@ -543,7 +554,13 @@ class _Run:
                 elif stats.opened or up.reason is Reason.NEW:
                     # If this file fails for good, what the server holds under its
                     # name is partial (or an empty stub): remove it then.
-                    partial.add(up.path)
+                    self.partial.add(up.path)
+                raise
+            except asyncio.CancelledError:
+                # The run is stopping.  Once the server has answered STOR it has
+                # truncated the old file; a new file has no old version to lose.
+                if not atomic and (stats.opened or up.reason is Reason.NEW) and not stats.replied:
+                    self.cut.add(target)
                 raise
             lines: list[str] = []
             expect: list[tuple[str, str]] = []
@@ -582,7 +599,7 @@ class _Run:
             quirks.mtime_command = "MFMT"  # tried first; _learn_mtime falls back
 
         snapshot_queued = False
-        partial: set[str] = set()
+        partial = self.partial
 
         def done(up: Upload | _Snapshot) -> None:
             nonlocal snapshot_queued
@@ -630,6 +647,34 @@ class _Run:
                 sessions = [await self.pool.open_session(replacing=True)]
             sessions[0] = await self._remove_partial(sessions[0], base, doomed)
         return sessions
+
+    async def _remove_leftovers(self) -> None:
+        """After a stop: DELE cut, partial and temporary uploads on a fresh session.
+
+        Bounded by ``--timeout`` (at most 15 s: someone is waiting for the stop);
+        never raises but for another cancel (a second Ctrl-C leaves them).
+        """
+        paths = sorted(self.cut) + sorted(remote.remote_join(self.base, p) for p in self.partial)
+        paths += sorted(self.temp_names)
+        if not paths:
+            return
+        some = f"{len(paths)} unfinished upload" + ("s" if len(paths) > 1 else "")
+        self._note(f"stopping: removing {some} from the server")
+        removed: list[str] = []
+        try:
+            async with asyncio.timeout(min(self.config.timeout, 15.0)):
+                session = await self.pool.open_session()
+                try:
+                    replies = await session.pipeline([f"DELE {p}" for p in paths])
+                finally:
+                    await self.pool.close_all([session])
+            removed = [p for p, r in zip(paths, replies, strict=True) if r.is_complete]
+        except (errors.AsyncMirrorError, TimeoutError) as exc:
+            why = exc.user_line() if isinstance(exc, errors.AsyncMirrorError) else "timed out"
+            self._note(f"could not remove unfinished uploads ({why}): {', '.join(paths)}")
+            return
+        for path in removed:
+            self._note(f"removed the unfinished upload {path}")
 
     async def _remove_temporaries(self, session: Session) -> Session:
         """Delete temporary uploads that were never renamed (cut connections)."""

@@ -17,6 +17,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -638,6 +639,63 @@ def test_deadline_against_a_stalled_server_exits_3_with_a_deadline_message(
     assert "deadline" in run.err, run.err
     assert "3 s" in run.err, run.err
     assert run.elapsed < 3 + 3, run.elapsed
+
+
+# --- a stop mid-upload: --deadline, Ctrl-C -------------------------------------------------
+
+
+def test_the_deadline_mid_upload_leaves_no_partial_file_under_a_real_name(
+    ftp: Faulty, tmp_path: Path
+) -> None:
+    src = tmp_path / "site"
+    files = make_tree(src, {"new.bin": 3 << 20, "changed.bin": 2 << 20, "same.txt": 50})
+    remote = fresh_remote(ftp, "stopdeadline")
+    plant(ftp, remote, "same.txt", files["same.txt"], mtime=time.time() + 60)
+    plant(ftp, remote, "changed.bin", b"old version")  # older: replaced
+    # Each upload stalls after 256 KiB: the server holds a partial file under the real
+    # name (STOR truncated the old one) when the deadline stops the run.
+    ftp.proxy.configure(data_faults=[DataFault(after=256 * 1024, action="stall")])
+
+    run = run_cli(ftp, src, remote.name, "-j", "2", "--deadline", "3", timeout=40)
+
+    assert ftp.proxy.count("data_stalled") == 2, describe(run, ftp.proxy)
+    assert run.rc == 3, describe(run, ftp.proxy)
+    assert "deadline" in run.err
+    assert "removed the unfinished upload" in run.err, run.err
+    # Before the fix both files stayed behind, cut at 256 KiB, looking done.
+    assert server_files(remote) == {"same.txt": files["same.txt"]}, describe(run, ftp.proxy)
+
+
+def test_ctrl_c_mid_upload_exits_130_and_removes_the_temporary_files(
+    ftp: Faulty, tmp_path: Path
+) -> None:
+    src = tmp_path / "site"
+    make_tree(src, {"a.bin": 2 << 20, "b.bin": 2 << 20})
+    remote = fresh_remote(ftp, "stopsigint")
+    ftp.proxy.configure(data_faults=[DataFault(after=128 * 1024, action="stall")])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FTP_")}
+    env.update(
+        FTP_SERVER=ftp.address, FTP_USERNAME=ftp.server.user, FTP_PASSWORD=ftp.server.password
+    )
+    argv = [sys.executable, "-m", "asyncmirror.cli", str(src), remote.name, "--no-progress"]
+    argv += ["--atomic", "-j", "2", "--ca-file", str(ftp.server.ca_file)]
+    proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        stalled = time.monotonic() + 20
+        while ftp.proxy.count("data_stalled") < 2 and time.monotonic() < stalled:
+            time.sleep(0.05)
+        assert ftp.proxy.count("data_stalled") == 2, dict(ftp.proxy.injected)
+        assert leftovers(remote), "no temporary file on the server before the stop"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert err.strip().endswith("asyncmirror: interrupted"), err
+    assert "Traceback" not in err
+    assert err.count("removed the unfinished upload") == 2, err
+    assert not leftovers(remote), err
+    assert server_files(remote) == {}
 
 
 # --- server restart ---------------------------------------------------------------------

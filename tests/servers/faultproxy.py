@@ -83,6 +83,7 @@ __all__ = [
 _CHUNK = 65536
 _LIMIT = 1 << 20
 _HANDSHAKE_TIMEOUT = 15.0
+_STALL_LIMIT = 30.0  # a "stall" data fault holds the transfer at most this long
 _TRANSFER_VERBS = frozenset({"STOR", "STOU", "APPE", "RETR", "MLSD", "LIST", "NLST"})
 _LISTING_VERBS = frozenset({"MLSD", "LIST", "NLST"})
 _TEMP_PREFIX = ".asyncmirror-tmp-"  # asyncmirror's --atomic temporary names
@@ -134,6 +135,9 @@ class DataFault:
     drop the rest, and end the connection normally.
     ``action="drop_control"``: after ``after`` bytes reset the *control* connection the
     transfer belongs to (the server then aborts the transfer, leaving a partial file).
+    ``action="stall"``: after ``after`` bytes stop reading from the client (its sends
+    block; the server holds a partial file) until the client's control connection
+    closes, at most ``_STALL_LIMIT`` seconds; then end the transfer normally.
     """
 
     after: int
@@ -147,7 +151,7 @@ class DataFault:
     missed: int = 0  # chosen, but the transfer ended before ``after`` bytes
 
     def __post_init__(self) -> None:
-        if self.action not in ("cut", "truncate", "drop_control"):
+        if self.action not in ("cut", "truncate", "drop_control", "stall"):
             raise ValueError(f"unknown data fault action {self.action!r}")
 
     def _check(self, verb: str, argument: str) -> bool:
@@ -350,7 +354,8 @@ class FaultProxy(LoopThread):
         self._verb_counts: collections.Counter[str] = collections.Counter()
         # (verb, the value of its count that fires it, action)
         self._triggers: list[tuple[str, int, Callable[[], Any]]] = []
-        #: What the proxy did: data_cut, data_cut_missed, data_truncated, control_drop,
+        #: What the proxy did: data_cut, data_cut_missed, data_truncated, data_stalled,
+        #: control_drop,
         #: refused_421, reply_synthetic, reply_rewritten, stalled_replies,
         #: listing_injected, restart.
         self.injected: collections.Counter[str] = collections.Counter()
@@ -845,6 +850,19 @@ class FaultProxy(LoopThread):
                         state["cut"] = True
                         self._inc("data_control_drop")
                         return
+                elif fault is not None and fault.action == "stall" and upward:
+                    room = max(0, fault.after - state["total"])
+                    if len(chunk) >= room:
+                        writer.write(chunk[:room])
+                        await writer.drain()
+                        state["total"] += room
+                        state["cut"] = True
+                        self._inc("data_stalled")
+                        stop = time.monotonic() + _STALL_LIMIT
+                        # conn.closed is a plain flag that several paths set: poll it.
+                        while not conn.closed and time.monotonic() < stop:  # noqa: ASYNC110
+                            await asyncio.sleep(0.02)
+                        break
                 elif fault is not None and upward:  # truncate
                     room = max(0, fault.after - state["total"])
                     if len(chunk) > room:
