@@ -49,6 +49,7 @@ class DataStats:
     bytes: int = 0
     reused: bool = False
     digest: str = ""  # of the bytes sent (digests.DEFAULT), for the state file
+    sent: bool = False  # the transfer command went out: ProFTPD truncates on STOR
     opened: bool = False
     replied: bool = False  # the transfer's final reply has been read
 
@@ -77,6 +78,7 @@ async def _open(
 
     prefix, session.prefix = session.prefix, []
     await session.send(*prefix, command)
+    stats.sent = True
 
     async def preliminary() -> Reply:
         for _ in prefix:

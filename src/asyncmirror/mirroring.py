@@ -194,11 +194,12 @@ class _Run:
         self.run_id = secrets.token_hex(4)
         #: Temporary names uploaded but not (yet) renamed; removed at the end.
         self.temp_names: set[str] = set()
-        #: Files (relative paths) whose failed upload left a partial file under the
-        #: real name, until a retry succeeds; removed if they fail for good.
-        self.partial: set[str] = set()
-        #: Remote paths of uploads cut by a stop (Ctrl-C, --deadline, a cancel).
-        self.cut: set[str] = set()
+        #: Files (relative paths) whose upload broke after STOR went out, until a
+        #: retry succeeds: the server may hold a truncated file under the real name.
+        #: The value is the size of the old version, which may still be intact (a
+        #: server can refuse STOR before opening the file); None when it surely is not.
+        #: Removed when the file fails for good or the run stops.
+        self.partial: dict[str, int | None] = {}
         self.tz = tz
         self.events = events
         self.report = Report(dry_run=dry_run)
@@ -299,7 +300,7 @@ class _Run:
         if mkdirs:
             clear = [remote.remote_join(base, f) for f in plan.clear_first]
             sessions[0] = await self._mkdirs(sessions[0], mkdirs, clear)
-        sessions = await self._uploads(sessions, base, plan.uploads)
+        sessions = await self._uploads(sessions, base, plan.uploads, remote_tree)
         if not sessions:
             sessions = [await self.pool.open_session(replacing=True)]
         if plan.delete_files or plan.delete_dirs:
@@ -522,7 +523,7 @@ class _Run:
     # --- uploads --------------------------------------------------------------
 
     async def _uploads(
-        self, sessions: list[Session], base: str, uploads: list[Upload]
+        self, sessions: list[Session], base: str, uploads: list[Upload], remote_tree: RemoteTree
     ) -> list[Session]:
         atomic = self.atomic
         set_mtime = self.set_mtime
@@ -548,19 +549,16 @@ class _Run:
                 self.temp_names.add(stored)
             try:
                 await datachannel.upload(session, stored, up.local.abspath, address, stats)
-            except errors.AsyncMirrorError:
-                if atomic:
-                    pass  # the temporary file is removed at the end of the run
-                elif stats.opened or up.reason is Reason.NEW:
-                    # If this file fails for good, what the server holds under its
-                    # name is partial (or an empty stub): remove it then.
-                    self.partial.add(up.path)
-                raise
-            except asyncio.CancelledError:
-                # The run is stopping.  Once the server has answered STOR it has
-                # truncated the old file; a new file has no old version to lose.
-                if not atomic and (stats.opened or up.reason is Reason.NEW) and not stats.replied:
-                    self.cut.add(target)
+            except BaseException as exc:
+                stopped = not isinstance(exc, errors.AsyncMirrorError)
+                # A temporary file (--atomic) is removed at the end of the run.  Under
+                # the real name, ProFTPD truncates the old file as soon as it reads
+                # STOR, even if no data connection follows: measured, a STOR and a
+                # dropped connection leave a 0-byte file.  A 226 before a stop is done.
+                if not atomic and stats.sent and not (stopped and stats.replied):
+                    old = remote_tree.files.get(up.path)
+                    intact = None if stats.opened or old is None else old.size
+                    partial[up.path] = intact
                 raise
             lines: list[str] = []
             expect: list[tuple[str, str]] = []
@@ -606,7 +604,7 @@ class _Run:
             if isinstance(up, _Snapshot):
                 snapshot_queued = False
                 return
-            partial.discard(up.path)
+            partial.pop(up.path, None)
             self.report.uploaded += 1
             self.events.uploaded(up, up.size)
             if self._state_due() and not snapshot_queued and not self.state_file:
@@ -641,40 +639,40 @@ class _Run:
             on_retry=retrying,
         )
         sessions = await workers.run(sessions, list(uploads))
-        doomed = sorted(p for p in partial if any(f.path == p for f in self.report.failed))
+        failed_for_good = {f.path for f in self.report.failed}
+        doomed = {p: intact for p, intact in partial.items() if p in failed_for_good}
         if doomed:
             if not sessions:
                 sessions = [await self.pool.open_session(replacing=True)]
             sessions[0] = await self._remove_partial(sessions[0], base, doomed)
+            for p in doomed:
+                del partial[p]
         return sessions
 
     async def _remove_leftovers(self) -> None:
-        """After a stop: DELE cut, partial and temporary uploads on a fresh session.
+        """After a stop: remove partial and temporary uploads, on a fresh session.
 
         Bounded by ``--timeout`` (at most 15 s: someone is waiting for the stop);
         never raises but for another cancel (a second Ctrl-C leaves them).
         """
-        paths = sorted(self.cut) + sorted(remote.remote_join(self.base, p) for p in self.partial)
-        paths += sorted(self.temp_names)
-        if not paths:
+        count = len(self.partial) + len(self.temp_names)
+        if not count:
             return
-        some = f"{len(paths)} unfinished upload" + ("s" if len(paths) > 1 else "")
+        some = f"{count} unfinished upload" + ("s" if count > 1 else "")
         self._note(f"stopping: removing {some} from the server")
-        removed: list[str] = []
         try:
             async with asyncio.timeout(min(self.config.timeout, 15.0)):
                 session = await self.pool.open_session()
                 try:
-                    replies = await session.pipeline([f"DELE {p}" for p in paths])
+                    if self.partial:
+                        session = await self._remove_partial(session, self.base, self.partial)
+                    if self.temp_names:
+                        session = await self._remove_temporaries(session)
                 finally:
-                    await self.pool.close_all([session])
-            removed = [p for p, r in zip(paths, replies, strict=True) if r.is_complete]
+                    await self.pool.close_all()
         except (errors.AsyncMirrorError, TimeoutError) as exc:
             why = exc.user_line() if isinstance(exc, errors.AsyncMirrorError) else "timed out"
-            self._note(f"could not remove unfinished uploads ({why}): {', '.join(paths)}")
-            return
-        for path in removed:
-            self._note(f"removed the unfinished upload {path}")
+            self._note(f"could not remove the unfinished uploads: {why}")
 
     async def _remove_temporaries(self, session: Session) -> Session:
         """Delete temporary uploads that were never renamed (cut connections)."""
@@ -683,14 +681,36 @@ class _Run:
         # 550 just means the temporary file was never created.
         return await self._clean_up(session, [(n, n) for n in names], "temporary uploads")
 
-    async def _remove_partial(self, session: Session, base: str, paths: list[str]) -> Session:
-        """Never leave a truncated file behind as if it were done."""
+    async def _remove_partial(
+        self, session: Session, base: str, partial: dict[str, int | None]
+    ) -> Session:
+        """Never leave a truncated file behind as if it were done.
+
+        ``partial`` maps each path to the size of its old version if that may be
+        intact: such a file is removed only if ``SIZE`` says it has changed.
+        """
+        doomed = sorted(p for p, intact in partial.items() if intact is None)
+        maybe = sorted((p, intact) for p, intact in partial.items() if intact is not None)
+
+        def on_size(key: tuple[str, int], reply: Reply) -> None:
+            path, intact = key
+            if reply.code == "213" and parse_size(reply.text) != intact:
+                doomed.append(path)  # truncated by the STOR that went out
+
+        if maybe:
+            session = await run_batch(
+                self.pool,
+                session,
+                [(f"SIZE {remote.remote_join(base, p)}", (p, n)) for p, n in maybe],
+                retries=self.retries,
+                on_reply=on_size,
+            )
 
         def on_reply(path: str, reply: Reply) -> None:
             if reply.is_complete:
                 self._note(f"removed the partial upload of {path} from the server")
 
-        targets = [(remote.remote_join(base, p), p) for p in paths]
+        targets = [(remote.remote_join(base, p), p) for p in sorted(doomed)]
         return await self._clean_up(session, targets, "partial uploads", on_reply)
 
     async def _clean_up(

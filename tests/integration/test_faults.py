@@ -448,6 +448,26 @@ def test_permanent_553_fails_that_file_only_and_leaves_nothing_under_its_name(
     assert not leftovers(remote)
 
 
+def test_a_refused_stor_keeps_the_old_version_on_the_server(ftp: Faulty, tmp_path: Path) -> None:
+    src = tmp_path / "site"
+    files = make_tree(src, {"page.html": 3000, "other.css": 500})
+    remote = fresh_remote(ftp, "refused")
+    plant(ftp, remote, "page.html", b"<p>the version the site serves now</p>")
+    denied = "553 page.html: Permission denied"
+    # Refused before the server opened the file: the old version is intact and must stay
+    # (a failed upload is removed only when the server holds a truncated file).
+    ftp.proxy.configure(reply_faults=[ReplyFault("STOR", denied, name="page.html")])
+
+    run = run_cli(ftp, src, remote.name, "-j", "2", "--timeout", "5", "--retries", "2")
+
+    assert run.rc == 1, describe(run, ftp.proxy)
+    assert [f["path"] for f in run.report["failed"]] == ["page.html"], run.report
+    assert server_files(remote) == {
+        "page.html": b"<p>the version the site serves now</p>",
+        "other.css": files["other.css"],
+    }
+
+
 # --- a file that fails for good mid-transfer -------------------------------------------
 
 
@@ -661,9 +681,34 @@ def test_the_deadline_mid_upload_leaves_no_partial_file_under_a_real_name(
     assert ftp.proxy.count("data_stalled") == 2, describe(run, ftp.proxy)
     assert run.rc == 3, describe(run, ftp.proxy)
     assert "deadline" in run.err
-    assert "removed the unfinished upload" in run.err, run.err
+    assert run.err.count("removed the partial upload of") == 2, run.err
     # Before the fix both files stayed behind, cut at 256 KiB, looking done.
     assert server_files(remote) == {"same.txt": files["same.txt"]}, describe(run, ftp.proxy)
+
+
+def test_a_stop_between_stor_and_its_150_removes_the_file_the_server_truncated(
+    ftp: Faulty, tmp_path: Path
+) -> None:
+    src = tmp_path / "site"
+    make_tree(src, {"page.html": 6000})
+    remote = fresh_remote(ftp, "stop150")
+    plant(ftp, remote, "page.html", b"x" * 5000)  # older, so replaced
+
+    async def swallow_replies_for_a_while() -> None:
+        # The STOR reaches ProFTPD, which truncates page.html at once; its 150 never
+        # reaches the client, which is still waiting for it when the deadline stops the run.
+        ftp.proxy.configure(stall_replies=True)
+        await asyncio.sleep(1.5)
+        ftp.proxy.configure(stall_replies=False)
+
+    ftp.proxy.at_command("STOR", 1, swallow_replies_for_a_while)
+    run = run_cli(ftp, src, remote.name, "-j", "1", "--deadline", "2.5", "--timeout", "10")
+
+    assert ftp.proxy.count("stalled_replies") >= 1, describe(run, ftp.proxy)
+    assert run.rc == 3, describe(run, ftp.proxy)
+    # Left alone, the server would serve a 0-byte page.html as if it were done.
+    assert server_files(remote) == {}, describe(run, ftp.proxy)
+    assert "removed the partial upload of page.html" in run.err, run.err
 
 
 def test_ctrl_c_mid_upload_exits_130_and_removes_the_temporary_files(
@@ -693,7 +738,7 @@ def test_ctrl_c_mid_upload_exits_130_and_removes_the_temporary_files(
     assert proc.returncode == 130, err
     assert err.strip().endswith("asyncmirror: interrupted"), err
     assert "Traceback" not in err
-    assert err.count("removed the unfinished upload") == 2, err
+    assert "stopping: removing 2 unfinished uploads from the server" in err, err
     assert not leftovers(remote), err
     assert server_files(remote) == {}
 
