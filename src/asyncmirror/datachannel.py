@@ -267,6 +267,9 @@ async def upload(
                     if not n:
                         break
                     chunk = view[:n]
+                    if n == len(buffer) < CHUNK:  # it grew since fstat: read in full chunks
+                        buffer = bytearray(CHUNK)
+                        view = memoryview(buffer)
                     await data.send(chunk)
                     digest.update(chunk)
                     stats.bytes += n

@@ -59,39 +59,45 @@ class _Server:
                 hint="pip install 'asyncmirror[demo]'",
             ) from None
         self.tmp = Path(tempfile.mkdtemp(prefix="asyncmirror-demo-cert-"))
-        ca = trustme.CA()
-        cert = ca.issue_cert("127.0.0.1", "localhost")
-        self.ca_file = str(self.tmp / "ca.pem")
-        ca.cert_pem.write_to_path(self.ca_file)
-        certfile = str(self.tmp / "server.pem")
-        cert.private_key_and_cert_chain_pem.write_to_path(certfile)
+        try:  # whatever fails here must not leave the CA directory behind
+            ca = trustme.CA()
+            cert = ca.issue_cert("127.0.0.1", "localhost")
+            self.ca_file = str(self.tmp / "ca.pem")
+            ca.cert_pem.write_to_path(self.ca_file)
+            certfile = str(self.tmp / "server.pem")
+            cert.private_key_and_cert_chain_pem.write_to_path(certfile)
 
-        authorizer = DummyAuthorizer()
-        authorizer.add_user("demo", password, str(home), perm="elradfmwMT")
+            authorizer = DummyAuthorizer()
+            authorizer.add_user("demo", password, str(home), perm="elradfmwMT")
 
-        class Handler(TLS_FTPHandler):  # type: ignore[misc]
-            pass
+            class Handler(TLS_FTPHandler):  # type: ignore[misc]
+                pass
 
-        Handler.authorizer = authorizer
-        Handler.certfile = certfile
-        Handler.tls_control_required = True
-        Handler.tls_data_required = True
-        Handler.banner = "asyncmirror demo server ready"
-        Handler.passive_ports = None
-        import logging
+            Handler.authorizer = authorizer
+            Handler.certfile = certfile
+            Handler.tls_control_required = True
+            Handler.tls_data_required = True
+            Handler.banner = "asyncmirror demo server ready"
+            Handler.passive_ports = None
+            import logging
 
-        # pyftpdlib configures its own chatty logging unless a handler exists.
-        quiet = logging.getLogger("pyftpdlib")
-        if not quiet.handlers:
-            quiet.addHandler(logging.NullHandler())
-        quiet.propagate = False
-        self.server: Any = FTPServer(("127.0.0.1", 0), Handler)
-        self.server.max_cons = 64
-        self.port: int = self.server.socket.getsockname()[1]
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"timeout": 0.2, "blocking": True}, daemon=True
-        )
-        self.thread.start()
+            # pyftpdlib configures its own chatty logging unless a handler exists.
+            quiet = logging.getLogger("pyftpdlib")
+            if not quiet.handlers:
+                quiet.addHandler(logging.NullHandler())
+            quiet.propagate = False
+            self.server: Any = FTPServer(("127.0.0.1", 0), Handler)
+            self.server.max_cons = 64
+            self.port: int = self.server.socket.getsockname()[1]
+            self.thread = threading.Thread(
+                target=self.server.serve_forever,
+                kwargs={"timeout": 0.2, "blocking": True},
+                daemon=True,
+            )
+            self.thread.start()
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
 
     def stop(self) -> None:
         self.server.close_all()

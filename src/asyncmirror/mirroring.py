@@ -196,10 +196,11 @@ class _Run:
         self.temp_names: set[str] = set()
         #: Files (relative paths) whose upload broke after STOR went out, until a
         #: retry succeeds: the server may hold a truncated file under the real name.
-        #: The value is the size of the old version, which may still be intact (a
-        #: server can refuse STOR before opening the file); None when it surely is not.
-        #: Removed when the file fails for good or the run stops.
-        self.partial: dict[str, int | None] = {}
+        #: The value holds the sizes the file may rightly have there: the old
+        #: version's (a server may refuse STOR before opening the file, or upload
+        #: to a hidden name) and, after a stop, the local one (every byte may have
+        #: arrived).  Checked with SIZE when the file fails for good or the run stops.
+        self.partial: dict[str, tuple[int | None, int | None]] = {}
         self.tz = tz
         self.events = events
         self.report = Report(dry_run=dry_run)
@@ -214,9 +215,10 @@ class _Run:
         try:
             await self._run()
         except asyncio.CancelledError:
-            # Stopped mid-run: the sessions go first (a host may allow no extra
-            # connection), then one fresh session removes what is half-written.
-            await self.pool.close_all()
+            # Stopped mid-run: the sessions go first, at once (a host may allow no
+            # extra connection; QUIT could wait seconds behind a transfer), then one
+            # fresh session removes what is half-written.
+            self.pool.abort_all()
             await self._remove_leftovers()
             raise
         finally:
@@ -550,15 +552,22 @@ class _Run:
             try:
                 await datachannel.upload(session, stored, up.local.abspath, address, stats)
             except BaseException as exc:
-                stopped = not isinstance(exc, errors.AsyncMirrorError)
                 # A temporary file (--atomic) is removed at the end of the run.  Under
                 # the real name, ProFTPD truncates the old file as soon as it reads
                 # STOR, even if no data connection follows: measured, a STOR and a
-                # dropped connection leave a 0-byte file.  A 226 before a stop is done.
-                if not atomic and stats.sent and not (stopped and stats.replied):
+                # dropped connection leave a 0-byte file.
+                stopped = not isinstance(exc, errors.AsyncMirrorError)
+                if atomic:
+                    pass
+                elif stopped and stats.replied:
+                    partial.pop(up.path, None)  # the 226 came before the stop: it is whole
+                elif stats.sent:
                     old = remote_tree.files.get(up.path)
-                    intact = None if stats.opened or old is None else old.size
-                    partial[up.path] = intact
+                    # Stopped, every byte may have arrived with the 226 not yet read:
+                    # the local size is then right.  Failed, it proves nothing (the
+                    # bytes may be short, or a mix if the file changed as it was read).
+                    local_size = up.size if stopped else None
+                    partial[up.path] = (old.size if old is not None else None, local_size)
                 raise
             lines: list[str] = []
             expect: list[tuple[str, str]] = []
@@ -640,7 +649,7 @@ class _Run:
         )
         sessions = await workers.run(sessions, list(uploads))
         failed_for_good = {f.path for f in self.report.failed}
-        doomed = {p: intact for p, intact in partial.items() if p in failed_for_good}
+        doomed = {p: sizes for p, sizes in partial.items() if p in failed_for_good}
         if doomed:
             if not sessions:
                 sessions = [await self.pool.open_session(replacing=True)]
@@ -653,7 +662,10 @@ class _Run:
         """After a stop: remove partial and temporary uploads, on a fresh session.
 
         Bounded by ``--timeout`` (at most 15 s: someone is waiting for the stop);
-        never raises but for another cancel (a second Ctrl-C leaves them).
+        never raises but for another cancel (a second Ctrl-C leaves them).  A STOR
+        still unread in an aborted session's socket could, in theory, reach the
+        server after this session's SIZE; a new login takes several round trips
+        and the server reads the STOR at once, so that window is left open.
         """
         count = len(self.partial) + len(self.temp_names)
         if not count:
@@ -682,29 +694,34 @@ class _Run:
         return await self._clean_up(session, [(n, n) for n in names], "temporary uploads")
 
     async def _remove_partial(
-        self, session: Session, base: str, partial: dict[str, int | None]
+        self, session: Session, base: str, partial: dict[str, tuple[int | None, int | None]]
     ) -> Session:
         """Never leave a truncated file behind as if it were done.
 
-        ``partial`` maps each path to the size of its old version if that may be
-        intact: such a file is removed only if ``SIZE`` says it has changed.
+        ``partial`` maps each path to the sizes it may rightly have on the server
+        (its old version's, the local file's): one ``SIZE`` each, then ``DELE``
+        of those whose size is neither -- what the STOR truncated.
         """
-        doomed = sorted(p for p, intact in partial.items() if intact is None)
-        maybe = sorted((p, intact) for p, intact in partial.items() if intact is not None)
+        doomed: list[str] = []
 
-        def on_size(key: tuple[str, int], reply: Reply) -> None:
-            path, intact = key
-            if reply.code == "213" and parse_size(reply.text) != intact:
-                doomed.append(path)  # truncated by the STOR that went out
+        def on_size(key: tuple[str, tuple[int | None, int | None]], reply: Reply) -> None:
+            path, sizes = key
+            if reply.code != "213":
+                return  # 550: nothing under that name
+            try:
+                size: int | None = parse_size(reply.text)
+            except errors.ProtocolError:
+                size = None  # cannot tell: do not leave what may be truncated
+            if size is None or size not in sizes:
+                doomed.append(path)
 
-        if maybe:
-            session = await run_batch(
-                self.pool,
-                session,
-                [(f"SIZE {remote.remote_join(base, p)}", (p, n)) for p, n in maybe],
-                retries=self.retries,
-                on_reply=on_size,
-            )
+        session = await run_batch(
+            self.pool,
+            session,
+            [(f"SIZE {remote.remote_join(base, p)}", (p, partial[p])) for p in sorted(partial)],
+            retries=self.retries,
+            on_reply=on_size,
+        )
 
         def on_reply(path: str, reply: Reply) -> None:
             if reply.is_complete:

@@ -174,6 +174,11 @@ class Pool:
 
     # --- closing ----------------------------------------------------------------
 
+    def abort_all(self) -> None:
+        """Drop every session's connection at once: a stop does not wait for goodbyes."""
+        for s in list(self._sessions):
+            self.discard(s)
+
     async def close_all(self, sessions: list[Session] | None = None) -> None:
         """QUIT every session, concurrently and bounded; never raises."""
         targets = list(self._sessions) if sessions is None else sessions

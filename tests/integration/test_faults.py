@@ -686,29 +686,39 @@ def test_the_deadline_mid_upload_leaves_no_partial_file_under_a_real_name(
     assert server_files(remote) == {"same.txt": files["same.txt"]}, describe(run, ftp.proxy)
 
 
-def test_a_stop_between_stor_and_its_150_removes_the_file_the_server_truncated(
-    ftp: Faulty, tmp_path: Path
+@pytest.mark.parametrize("server_saw_stor", [True, False], ids=["truncated", "untouched"])
+def test_a_stop_between_stor_and_its_150_removes_only_a_truncated_file(
+    ftp: Faulty, tmp_path: Path, server_saw_stor: bool
 ) -> None:
     src = tmp_path / "site"
     make_tree(src, {"page.html": 6000})
     remote = fresh_remote(ftp, "stop150")
-    plant(ftp, remote, "page.html", b"x" * 5000)  # older, so replaced
+    old = b"x" * 5000
+    plant(ftp, remote, "page.html", old)  # older, so replaced
 
     async def swallow_replies_for_a_while() -> None:
-        # The STOR reaches ProFTPD, which truncates page.html at once; its 150 never
-        # reaches the client, which is still waiting for it when the deadline stops the run.
+        # The client is still waiting for the STOR's answer when the deadline stops it.
         ftp.proxy.configure(stall_replies=True)
         await asyncio.sleep(1.5)
-        ftp.proxy.configure(stall_replies=False)
+        ftp.proxy.configure(stall_replies=False, reply_faults=[])
 
+    if not server_saw_stor:
+        # The proxy answers STOR itself (and that answer is swallowed too): ProFTPD
+        # never sees it, and page.html stays the version the site serves.
+        ftp.proxy.configure(reply_faults=[ReplyFault("STOR", "450 busy")])
     ftp.proxy.at_command("STOR", 1, swallow_replies_for_a_while)
     run = run_cli(ftp, src, remote.name, "-j", "1", "--deadline", "2.5", "--timeout", "10")
 
     assert ftp.proxy.count("stalled_replies") >= 1, describe(run, ftp.proxy)
     assert run.rc == 3, describe(run, ftp.proxy)
-    # Left alone, the server would serve a 0-byte page.html as if it were done.
-    assert server_files(remote) == {}, describe(run, ftp.proxy)
-    assert "removed the partial upload of page.html" in run.err, run.err
+    if server_saw_stor:
+        # ProFTPD truncated page.html on reading STOR: left alone, the server would
+        # serve a 0-byte page as if it were done.
+        assert server_files(remote) == {}, describe(run, ftp.proxy)
+        assert "removed the partial upload of page.html" in run.err, run.err
+    else:
+        assert server_files(remote) == {"page.html": old}, describe(run, ftp.proxy)
+        assert "removed the partial upload" not in run.err, run.err
 
 
 def test_ctrl_c_mid_upload_exits_130_and_removes_the_temporary_files(
