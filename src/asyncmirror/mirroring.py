@@ -76,7 +76,9 @@ async def mirror(
     ordered ``rules``).
 
     Runs in the caller's event loop (asyncio), prints nothing unless ``events``
-    or ``trace`` are given, and is cancellable.  Returns a :class:`Report`;
+    or ``trace`` are given, and is cancellable: a cancel (or the ``deadline``)
+    first removes the uploads it cut from the server, on one fresh session within
+    ``min(timeout, 15)`` seconds (a second cancel skips that).  Returns a :class:`Report`;
     files that failed are listed in ``report.failed`` (``report.exit_code`` is
     1).  Raises :class:`~errors.UsageError` for bad input and
     :class:`~errors.FatalError` when the server cannot be used (connection,
