@@ -52,6 +52,7 @@ class DataStats:
     sent: bool = False  # the transfer command went out: ProFTPD truncates on STOR
     opened: bool = False
     replied: bool = False  # the transfer's final reply has been read
+    stored: bool = False  # ... and it was a 2xx: the server holds what was sent
 
 
 @contextlib.asynccontextmanager
@@ -77,8 +78,8 @@ async def _open(
         return data
 
     prefix, session.prefix = session.prefix, []
+    stats.sent = True  # before the write: a send that fails may still have sent it
     await session.send(*prefix, command)
-    stats.sent = True
 
     async def preliminary() -> Reply:
         for _ in prefix:
@@ -206,6 +207,7 @@ async def _finish(
                 continue
         break
     stats.replied = True
+    stats.stored = reply.is_complete
     if session.passive_in_flight and not reply.is_complete:
         # An error here may be the early command's answer, not the transfer's:
         # the replies can no longer be paired reliably.

@@ -216,10 +216,13 @@ class _Run:
         started = time.monotonic()
         try:
             await self._run()
-        except asyncio.CancelledError:
-            # Stopped mid-run: the sessions go first, at once (a host may allow no
-            # extra connection; QUIT could wait seconds behind a transfer), then one
-            # fresh session removes what is half-written.
+        except GeneratorExit:  # the coroutine is being closed: it may not await
+            raise
+        except BaseException:
+            # Stopped mid-run (Ctrl-C, --deadline, a cancel, or a fatal error): the
+            # sessions go first, at once (a host may allow no extra connection; QUIT
+            # could wait seconds behind a transfer), then one fresh session removes
+            # what is half-written.  Nothing to remove: nothing is sent.
             self.pool.abort_all()
             await self._remove_leftovers()
             raise
@@ -568,9 +571,14 @@ class _Run:
                     # Stopped, every byte may have arrived with the 226 not yet read:
                     # the local size is then right.  Failed, it proves nothing (the
                     # bytes may be short, or a mix if the file changed as it was read).
-                    local_size = up.size if stopped else None
-                    partial[up.path] = (old.size if old is not None else None, local_size)
+                    # After a 226 the old version is gone.
+                    old_size = old.size if old is not None and not stats.stored else None
+                    partial[up.path] = (old_size, up.size if stopped else None)
                 raise
+            if not atomic:
+                # Sent and stored, but not yet checked (SIZE, MFMT follow): until
+                # done(), what the server holds is right only at the size sent.
+                partial[up.path] = (None, stats.bytes)
             lines: list[str] = []
             expect: list[tuple[str, str]] = []
             if atomic:
@@ -678,6 +686,8 @@ class _Run:
             async with asyncio.timeout(min(self.config.timeout, 15.0)):
                 session = await self.pool.open_session()
                 try:
+                    # Each step turns its own failures into a note: one does not
+                    # keep the other from running.
                     if self.partial:
                         session = await self._remove_partial(session, self.base, self.partial)
                     if self.temp_names:
@@ -705,11 +715,15 @@ class _Run:
         of those whose size is neither -- what the STOR truncated.
         """
         doomed: list[str] = []
+        unknown: list[str] = []
 
         def on_size(key: tuple[str, tuple[int | None, int | None]], reply: Reply) -> None:
             path, sizes = key
+            if reply.code == "550":
+                return  # nothing under that name
             if reply.code != "213":
-                return  # 550: nothing under that name
+                unknown.append(path)
+                return
             try:
                 size: int | None = parse_size(reply.text)
             except errors.ProtocolError:
@@ -717,13 +731,19 @@ class _Run:
             if size is None or size not in sizes:
                 doomed.append(path)
 
-        session = await run_batch(
-            self.pool,
-            session,
-            [(f"SIZE {remote.remote_join(base, p)}", (p, partial[p])) for p in sorted(partial)],
-            retries=self.retries,
-            on_reply=on_size,
-        )
+        try:
+            session = await run_batch(
+                self.pool,
+                session,
+                [(f"SIZE {remote.remote_join(base, p)}", (p, partial[p])) for p in sorted(partial)],
+                retries=self.retries,
+                on_reply=on_size,
+            )
+        except errors.RetryableError as exc:
+            self._note(f"could not check the partial uploads: {exc.user_line()}")
+            return session
+        if unknown:
+            self._note(f"could not check whether these uploads are whole: {', '.join(unknown)}")
 
         def on_reply(path: str, reply: Reply) -> None:
             if reply.is_complete:

@@ -468,6 +468,26 @@ def test_a_refused_stor_keeps_the_old_version_on_the_server(ftp: Faulty, tmp_pat
     }
 
 
+def test_a_file_whose_size_never_verifies_is_not_left_behind(ftp: Faulty, tmp_path: Path) -> None:
+    src = tmp_path / "site"
+    files = make_tree(src, {"page.html": 3000, "other.css": 500})
+    remote = fresh_remote(ftp, "badsize")
+    plant(ftp, remote, "page.html", b"<p>old</p>")
+    # Every transfer of page.html ends with a 226, but the server's SIZE disagrees
+    # with what was sent: the upload fails for good after its retries.
+    ftp.proxy.configure(reply_faults=[ReplyFault("SIZE", "213 1", name="page.html", forward=True)])
+
+    run = run_cli(ftp, src, remote.name, "-j", "2", "--timeout", "5", "--retries", "1")
+
+    assert ftp.proxy.count("reply_rewritten") >= 2, describe(run, ftp.proxy)
+    assert run.rc == 1, describe(run, ftp.proxy)
+    assert [f["path"] for f in run.report["failed"]] == ["page.html"], run.report
+    # What the server holds under page.html could not be verified: it is removed,
+    # not left to be served as if it were the uploaded page.
+    assert server_files(remote) == {"other.css": files["other.css"]}, describe(run, ftp.proxy)
+    assert "removed the partial upload of page.html" in run.err, run.err
+
+
 # --- a file that fails for good mid-transfer -------------------------------------------
 
 
