@@ -218,11 +218,17 @@ class _Run:
             await self._run()
         except GeneratorExit:  # the coroutine is being closed: it may not await
             raise
+        except errors.FatalError:
+            # The server cannot be used -- that is the error: a clean-up session
+            # would only wait for its own timeout.  Say what may be left instead.
+            self.pool.abort_all()
+            self._note_leftovers()
+            raise
         except BaseException:
-            # Stopped mid-run (Ctrl-C, --deadline, a cancel, or a fatal error): the
-            # sessions go first, at once (a host may allow no extra connection; QUIT
-            # could wait seconds behind a transfer), then one fresh session removes
-            # what is half-written.  Nothing to remove: nothing is sent.
+            # Stopped mid-run (Ctrl-C, --deadline, a cancel, a bug): the sessions go
+            # first, at once (a host may allow no extra connection; QUIT could wait
+            # seconds behind a transfer), then one fresh session removes what is
+            # half-written.  Nothing to remove: nothing is sent.
             self.pool.abort_all()
             await self._remove_leftovers()
             raise
@@ -667,6 +673,18 @@ class _Run:
             for p in doomed:
                 del partial[p]
         return sessions
+
+    def _note_leftovers(self) -> None:
+        if self.partial:
+            self._note(
+                "these uploads were cut and may be left partial on the server "
+                f"(the next run replaces them): {', '.join(sorted(self.partial))}"
+            )
+        if self.temp_names:
+            self._note(
+                "temporary files may be left on the server (safe to delete): "
+                + ", ".join(sorted(self.temp_names))
+            )
 
     async def _remove_leftovers(self) -> None:
         """After a stop: remove partial and temporary uploads, on a fresh session.
