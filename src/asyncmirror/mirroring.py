@@ -228,7 +228,7 @@ class _Run:
             # Stopped mid-run (Ctrl-C, --deadline, a cancel, a bug): the sessions go
             # first, at once (a host may allow no extra connection; QUIT could wait
             # seconds behind a transfer), then one fresh session removes what is
-            # half-written.  Nothing to remove: nothing is sent.
+            # half-written (with nothing to remove, no session is opened).
             self.pool.abort_all()
             await self._remove_leftovers()
             raise
