@@ -773,6 +773,30 @@ def test_ctrl_c_mid_upload_exits_130_and_removes_the_temporary_files(
     assert server_files(remote) == {}
 
 
+def test_a_server_gone_mid_upload_names_the_files_that_may_be_left_partial(
+    ftp: Faulty, tmp_path: Path
+) -> None:
+    src = tmp_path / "site"
+    make_tree(src, {"big.bin": 4 << 20})
+    remote = fresh_remote(ftp, "gone")
+    # The upload stalls after 256 KiB, then the server goes away for longer than the
+    # run waits for it: the run ends with a connection error.  No clean-up session can
+    # be opened then; the user is told which file may be partial on the server.
+    ftp.proxy.configure(data_faults=[DataFault(after=256 * 1024, action="stall")])
+
+    def gone() -> None:
+        ftp.proxy.restart(6.0)
+
+    ftp.proxy.at_command("STOR", 1, lambda: threading.Timer(0.5, gone).start())
+    run = run_cli(ftp, src, remote.name, "--timeout", "2", "--retries", "1", timeout=40)
+
+    assert ftp.proxy.count("restart") == 1, describe(run, ftp.proxy)
+    assert run.rc == 3, describe(run, ftp.proxy)
+    assert "may be left partial on the server (the next run replaces them): big.bin" in run.err
+    assert "Traceback" not in run.err
+    _settle(ftp.proxy)
+
+
 # --- server restart ---------------------------------------------------------------------
 
 
