@@ -178,16 +178,15 @@ class CliRun:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-def run_cli(
+def cli_command(
     ftp: Faulty | None,
     src: Path,
     dst: str,
     *args: str,
-    timeout: float = 60,
     env: dict[str, str] | None = None,
     json_report: bool = True,
-) -> CliRun:
-    """``asyncmirror SRC DST ARGS --json`` in a subprocess; the timeout is the hang guard."""
+) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of ``asyncmirror SRC DST ARGS`` against ``ftp`` (its CA trusted)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("FTP_")}
     if ftp is not None:
         full_env.update(
@@ -201,6 +200,20 @@ def run_cli(
         argv += ["--ca-file", str(ftp.server.ca_file)]
     if json_report:
         argv.append("--json")
+    return argv, full_env
+
+
+def run_cli(
+    ftp: Faulty | None,
+    src: Path,
+    dst: str,
+    *args: str,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+    json_report: bool = True,
+) -> CliRun:
+    """``asyncmirror SRC DST ARGS --json`` in a subprocess; the timeout is the hang guard."""
+    argv, full_env = cli_command(ftp, src, dst, *args, env=env, json_report=json_report)
     started = time.monotonic()
     try:
         proc = subprocess.run(
@@ -748,12 +761,7 @@ def test_ctrl_c_mid_upload_exits_130_and_removes_the_temporary_files(
     make_tree(src, {"a.bin": 2 << 20, "b.bin": 2 << 20})
     remote = fresh_remote(ftp, "stopsigint")
     ftp.proxy.configure(data_faults=[DataFault(after=128 * 1024, action="stall")])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FTP_")}
-    env.update(
-        FTP_SERVER=ftp.address, FTP_USERNAME=ftp.server.user, FTP_PASSWORD=ftp.server.password
-    )
-    argv = [sys.executable, "-m", "asyncmirror.cli", str(src), remote.name, "--no-progress"]
-    argv += ["--atomic", "-j", "2", "--ca-file", str(ftp.server.ca_file)]
+    argv, env = cli_command(ftp, src, remote.name, "--atomic", "-j", "2", json_report=False)
     proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
     try:
         stalled = time.monotonic() + 20
