@@ -20,9 +20,8 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, tzinfo
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TextIO
 from urllib.parse import unquote, urlsplit
 
 from . import errors
@@ -177,8 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     host: str
     port: int
     user: str

@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 from . import digests, errors, transport
 from .replies import Reply
@@ -44,15 +43,19 @@ CHUNK = 256 * 1024
 FAIR_SHARE = 4 * 1024 * 1024
 
 
-@dataclass(slots=True)
 class DataStats:
-    bytes: int = 0
-    reused: bool = False
-    digest: str = ""  # of the bytes sent (digests.DEFAULT), for the state file
-    sent: bool = False  # the transfer command went out: ProFTPD truncates on STOR
-    opened: bool = False
-    replied: bool = False  # the transfer's final reply has been read
-    stored: bool = False  # ... and it was a 2xx: the server holds what was sent
+    """What one transfer got to; filled in as it goes."""
+
+    __slots__ = ("bytes", "digest", "opened", "replied", "reused", "sent", "stored")
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.reused = False
+        self.digest = ""  # of the bytes sent (digests.DEFAULT), for the state file
+        self.sent = False  # the transfer command went out: ProFTPD truncates on STOR
+        self.opened = False
+        self.replied = False  # the transfer's final reply has been read
+        self.stored = False  # ... and it was a 2xx: the server holds what was sent
 
 
 @contextlib.asynccontextmanager

@@ -58,7 +58,6 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Literal
 
 from asyncmirror.errors import UsageError
@@ -330,53 +329,81 @@ def _compile(source: str) -> re.Pattern[str]:
         return re.compile(source, re.DOTALL)
 
 
-@dataclass(frozen=True, slots=True)
 class Rule:
     """One ``-x``/``-i``/``-X``/``-I`` option: an action, a pattern and its syntax.
 
     The pattern is compiled when the rule is made, so a bad pattern fails at
-    once with a :class:`~asyncmirror.errors.UsageError` naming it.  Rules
-    compare and hash by ``(action, pattern, syntax)``.
+    once with a :class:`~asyncmirror.errors.UsageError` naming it.  Rules are
+    immutable, and compare and hash by ``(action, pattern, syntax)``.  (Written
+    out rather than a frozen dataclass, which costs 1 ms of start-up to create:
+    see :mod:`asyncmirror.entries`.)
     """
+
+    __slots__ = ("action", "compiled", "pattern", "slashes", "syntax")
 
     action: Action
     pattern: str
     syntax: Syntax
     #: The compiled matcher: searched in the path for a regex, fullmatched on its tail for a glob.
-    compiled: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    compiled: re.Pattern[str]
     #: For a glob, how many "/" it has (how much of the path's tail it sees); -1 for a regex.
-    slashes: int = field(init=False, repr=False, compare=False)
+    slashes: int
 
-    def __post_init__(self) -> None:
-        if self.action not in ("include", "exclude"):
-            raise UsageError(f"unknown filter action {self.action!r}")
-        if self.syntax not in ("glob", "regex"):
-            raise UsageError(f"unknown pattern syntax {self.syntax!r}")
-        kind = "regular expression" if self.syntax == "regex" else "glob pattern"
-        if not self.pattern:
+    def __init__(self, action: Action, pattern: str, syntax: Syntax) -> None:
+        if action not in ("include", "exclude"):
+            raise UsageError(f"unknown filter action {action!r}")
+        if syntax not in ("glob", "regex"):
+            raise UsageError(f"unknown pattern syntax {syntax!r}")
+        kind = "regular expression" if syntax == "regex" else "glob pattern"
+        if not pattern:
             raise UsageError(
                 f"empty {kind}",
                 hint="an empty pattern would match every path; remove the option",
             )
         try:
-            if self.syntax == "regex":
-                compiled = _compile(_ere_to_python(self.pattern))
+            if syntax == "regex":
+                compiled = _compile(_ere_to_python(pattern))
                 slashes = -1
             else:
-                compiled = _compile(_glob_to_regex(self.pattern))
+                compiled = _compile(_glob_to_regex(pattern))
                 # lftp counts every "/" in the raw pattern, even escaped or in brackets.
-                slashes = self.pattern.count("/")
+                slashes = pattern.count("/")
         except (_PatternError, re.error) as exc:
             problem = exc.msg if isinstance(exc, re.error) else str(exc)
             hint = (
                 "-x/-i take POSIX extended regular expressions, e.g. -x '\\.bak$'"
-                if self.syntax == "regex"
+                if syntax == "regex"
                 else "-X/-I take shell globs, e.g. -X '*.bak' or -X 'cache/' for a directory"
             )
-            raise UsageError(f"invalid {kind} {self.pattern!r}: {problem}", hint=hint) from None
-        # A frozen dataclass: derived fields are set once, here.
-        object.__setattr__(self, "compiled", compiled)
-        object.__setattr__(self, "slashes", slashes)
+            raise UsageError(f"invalid {kind} {pattern!r}: {problem}", hint=hint) from None
+        for name, value in (
+            ("action", action),
+            ("pattern", pattern),
+            ("syntax", syntax),
+            ("compiled", compiled),
+            ("slashes", slashes),
+        ):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"a Rule cannot be changed (setting {name!r})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"a Rule cannot be changed (deleting {name!r})")
+
+    def _key(self) -> tuple[str, str, str]:
+        return (self.action, self.pattern, self.syntax)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Rule):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Rule(action={self.action!r}, pattern={self.pattern!r}, syntax={self.syntax!r})"
 
     @classmethod
     def from_option(cls, option: str, pattern: str) -> Rule:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import posixpath
 import secrets
@@ -421,7 +420,7 @@ class _Run:
                 unchanged.append(path)
                 # Same bytes, new mtime (a fresh checkout): remember the new
                 # mtime so the next run trusts it without reading the file.
-                self.state[path] = dataclasses.replace(entry, mtime=tree.files[path].mtime)
+                self.state[path] = entry._replace(mtime=tree.files[path].mtime)
                 self.state_dirty = True
         state_mod.apply(plan, unchanged)
 
@@ -862,7 +861,7 @@ def _protect(options: PlanOptions, problem_paths: list[str]) -> PlanOptions:
             return True
         return base(path, is_dir) if base else False
 
-    return dataclasses.replace(options, excluded=excluded)
+    return options._replace(excluded=excluded)
 
 
 def _check_src(src: str) -> None:

@@ -11,8 +11,8 @@ that is unknown leaves the decision to the size.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 from .entries import LocalFile, LocalTree, RemoteFile, RemoteTree
 
@@ -24,37 +24,47 @@ class Reason(StrEnum):
     ALL = "forced"
 
 
-@dataclass(slots=True)  # not frozen: frozen __init__ is slow for 100,000 of them
-class Upload:
+class Upload(NamedTuple):
     path: str
     size: int
     reason: Reason
     local: LocalFile
 
 
-@dataclass(frozen=True, slots=True)
-class Conflict:
+class Conflict(NamedTuple):
     path: str
     why: str
 
 
-@dataclass(frozen=True, slots=True)
-class PlanOptions:
+class PlanOptions(NamedTuple):
     only_newer: bool = True  # False: upload whenever size or time differ at all
     delete: bool = False
     #: ``excluded(path, is_dir)``: paths the rules leave out are never deleted.
     excluded: Callable[[str, bool], bool] | None = None
 
 
-@dataclass(slots=True, repr=False)
+DEFAULTS = PlanOptions()
+
+
 class Plan:
-    mkdirs: list[str] = field(default_factory=list)  # parents before children
-    clear_first: list[str] = field(default_factory=list)  # remote files where a dir must go
-    uploads: list[Upload] = field(default_factory=list)  # largest first
-    skipped: list[str] = field(default_factory=list)
-    delete_files: list[str] = field(default_factory=list)
-    delete_dirs: list[str] = field(default_factory=list)  # children before parents
-    conflicts: list[Conflict] = field(default_factory=list)
+    __slots__ = (
+        "clear_first",
+        "conflicts",
+        "delete_dirs",
+        "delete_files",
+        "mkdirs",
+        "skipped",
+        "uploads",
+    )
+
+    def __init__(self) -> None:
+        self.mkdirs: list[str] = []  # parents before children
+        self.clear_first: list[str] = []  # remote files where a dir must go
+        self.uploads: list[Upload] = []  # largest first
+        self.skipped: list[str] = []
+        self.delete_files: list[str] = []
+        self.delete_dirs: list[str] = []  # children before parents
+        self.conflicts: list[Conflict] = []
 
     def __repr__(self) -> str:
         deletions = len(self.delete_files) + len(self.delete_dirs)
@@ -88,7 +98,7 @@ def needs_upload(local: LocalFile, remote: RemoteFile | None, *, only_newer: boo
     return None
 
 
-def make_plan(local: LocalTree, remote: RemoteTree, options: PlanOptions = PlanOptions()) -> Plan:
+def make_plan(local: LocalTree, remote: RemoteTree, options: PlanOptions = DEFAULTS) -> Plan:
     """Compare the trees.  Never touches the network, the disk or the clock."""
     plan = Plan()
     excluded = options.excluded or _nothing_excluded

@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import posixpath
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from typing import NamedTuple
 
 from . import datachannel, errors
 from .entries import Kind, ListedEntry, RemoteFile, RemoteTree
@@ -30,8 +30,7 @@ from .session import Session
 UNKNOWN_COMMAND = ("500", "501", "502", "504")
 
 
-@dataclass(frozen=True, slots=True)
-class DirJob:
+class DirJob(NamedTuple):
     rel: str  # "" for DST itself
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from asyncmirror.errors import ProtocolError
 
@@ -48,8 +48,7 @@ def _show(line: str) -> str:
     return repr(line if len(line) <= 80 else line[:77] + "...")
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(NamedTuple):
     """One complete reply: its code and the message text of each of its lines.
 
     ``lines`` holds the text only: the code and the separator after it are

@@ -7,33 +7,62 @@ implements; the library's default observer says nothing.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .planner import Plan, Upload
 
 
-@dataclass(frozen=True, slots=True)
-class Failure:
+class Failure(NamedTuple):
     path: str
     error: str  # one line, e.g. the server's reply
 
 
-@dataclass(slots=True)
 class Report:
     """The outcome of one mirror run.  ``exit_code``: 0 ok, 1 some files failed."""
 
-    uploaded: int = 0
-    skipped: int = 0
-    bytes_sent: int = 0
-    mkdirs: int = 0
-    deleted: int = 0
-    failed: list[Failure] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    duration: float = 0.0
-    dry_run: bool = False
-    plan: Plan | None = None
-    retries: int = 0
+    __slots__ = (
+        "bytes_sent",
+        "deleted",
+        "dry_run",
+        "duration",
+        "failed",
+        "mkdirs",
+        "notes",
+        "plan",
+        "retries",
+        "skipped",
+        "uploaded",
+    )
+
+    def __init__(
+        self,
+        *,
+        uploaded: int = 0,
+        skipped: int = 0,
+        bytes_sent: int = 0,
+        mkdirs: int = 0,
+        deleted: int = 0,
+        failed: list[Failure] | None = None,
+        notes: list[str] | None = None,
+        duration: float = 0.0,
+        dry_run: bool = False,
+        plan: Plan | None = None,
+        retries: int = 0,
+    ) -> None:
+        self.uploaded = uploaded
+        self.skipped = skipped
+        self.bytes_sent = bytes_sent
+        self.mkdirs = mkdirs
+        self.deleted = deleted
+        self.failed: list[Failure] = [] if failed is None else failed
+        self.notes: list[str] = [] if notes is None else notes
+        self.duration = duration
+        self.dry_run = dry_run
+        self.plan = plan
+        self.retries = retries
+
+    def __repr__(self) -> str:
+        return f"<Report: {self.summary()}>"
 
     @property
     def ok(self) -> bool:
@@ -70,7 +99,7 @@ class Report:
             "deleted": self.deleted,
             "retries": self.retries,
             "duration": round(self.duration, 3),
-            "failed": [asdict(f) for f in self.failed],
+            "failed": [f._asdict() for f in self.failed],
             "notes": list(self.notes),
         }
         if self.plan is not None:
@@ -82,7 +111,7 @@ class Report:
                 ],
                 "delete_files": self.plan.clear_first + self.plan.delete_files,
                 "delete_dirs": self.plan.delete_dirs,
-                "conflicts": [asdict(c) for c in self.plan.conflicts],
+                "conflicts": [c._asdict() for c in self.plan.conflicts],
             }
         return out
 

@@ -29,8 +29,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from . import errors
 from .pool import Pool, Retired, backoff
@@ -44,8 +43,7 @@ J = TypeVar("J")
 BATCH = 40
 
 
-@dataclass(slots=True)
-class Deferred:
+class Deferred(NamedTuple):
     """Commands to send after a transfer; ``check(replies)`` raises if the job failed."""
 
     lines: list[str]

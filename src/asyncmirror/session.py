@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import aioftp
 
@@ -41,20 +41,25 @@ from .replies import Reply, ReplyReader, mask_command, parse_epsv, parse_pasv, p
 Trace = Callable[[str, str], None]
 
 
-@dataclass(frozen=True, slots=True)
-class ServerConfig:
-    """Where and how to log in.  ``password`` is excluded from ``repr``."""
+class ServerConfig(NamedTuple):
+    """Where and how to log in.  ``password`` is left out of ``repr``."""
 
     host: str
     port: int = 21
     user: str = "anonymous"
-    password: str = field(default="", repr=False)
-    tls: transport.TLSPolicy = field(default_factory=transport.TLSPolicy)
+    password: str = ""
+    tls: transport.TLSPolicy = transport.TLSPolicy()
     timeout: float = 30.0
-    trace: Trace | None = field(default=None, repr=False, compare=False)
+    trace: Trace | None = None
     #: Connections to (host, port) begun in advance (the CLI's head start):
     #: the first sessions to open start from them, one each.
-    early: tuple[EarlyConnection, ...] = field(default=(), repr=False, compare=False)
+    early: tuple[EarlyConnection, ...] = ()
+
+    def __repr__(self) -> str:  # never the password; the trace and connections say nothing
+        return (
+            f"ServerConfig(host={self.host!r}, port={self.port}, user={self.user!r}, "
+            f"tls={self.tls!r}, timeout={self.timeout})"
+        )
 
 
 class _Client(aioftp.Client):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import digests
 from .entries import RemoteTree
@@ -30,8 +30,7 @@ VERSION = 2
 _READABLE = (1, 2)
 
 
-@dataclass(frozen=True, slots=True)
-class StateEntry:
+class StateEntry(NamedTuple):
     size: int
     mtime: float
     digest: str

@@ -19,7 +19,7 @@ import re
 import socket
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import aioftp
 
@@ -29,8 +29,7 @@ from . import errors
 STREAM_LIMIT = 1 << 20
 
 
-@dataclass(frozen=True, slots=True)
-class TLSPolicy:
+class TLSPolicy(NamedTuple):
     """How the server's certificate is checked."""
 
     ca_file: str | None = None

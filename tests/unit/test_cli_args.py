@@ -12,6 +12,8 @@ import pytest
 from asyncmirror.cli import Target, _rules, build_parser, resolve_target
 from asyncmirror.errors import UsageError
 from asyncmirror.filters import FilterSet
+from asyncmirror.session import ServerConfig
+from asyncmirror.transport import TLSPolicy
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -196,6 +198,14 @@ def test_target_repr_never_shows_the_password(creds: dict[str, str]) -> None:
     t = resolve_target(parse("www"), {**creds, "FTP_SERVER": "h"}, stdin_tty=False)
     assert "pw-alice" not in repr(t)
     assert "pw-alice" not in str(t)
+
+
+def test_server_config_repr_never_shows_the_password() -> None:
+    config = ServerConfig("h", 990, "alice", "pw-alice", TLSPolicy(ca_file="/ca.pem"))
+    assert "pw-alice" not in repr(config)
+    assert "pw-alice" not in str(config)
+    assert "alice" in repr(config)
+    assert "/ca.pem" in repr(config)
 
 
 def test_the_password_is_not_an_option() -> None:
