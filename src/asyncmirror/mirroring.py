@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import os
 import posixpath
-import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, tzinfo
@@ -192,7 +191,7 @@ class _Run:
         self.state_dirty = False
         self.state_written_at = time.monotonic()
         self.base = "/"
-        self.run_id = secrets.token_hex(4)
+        self.run_id = os.urandom(4).hex()
         #: Temporary names uploaded but not (yet) renamed; removed at the end.
         self.temp_names: set[str] = set()
         #: Files (relative paths) whose upload broke after STOR went out, until a
@@ -449,8 +448,12 @@ class _Run:
             address = await session.passive()
         self.temp_names.add(tmp)
         await datachannel.upload(session, tmp, data, address)
-        await session.expect(f"RNFR {tmp}", "350")
-        await session.expect(f"RNTO {final}", "2")
+        # One round trip for both: a refused RNFR makes the server answer the
+        # RNTO with 503, and the RNFR's reply is the one reported.
+        rnfr, rnto = f"RNFR {tmp}", f"RNTO {final}"
+        replies = await session.pipeline([rnfr, rnto])
+        session.check(rnfr, replies[0], "350")
+        session.check(rnto, replies[1], "2")
         self.temp_names.discard(tmp)
 
     def _store_state_locally(self) -> None:
@@ -551,7 +554,7 @@ class _Run:
             name = posixpath.basename(target)
             stored = (
                 posixpath.join(
-                    posixpath.dirname(target), f"{TEMP_PREFIX}{secrets.token_hex(4)}-{name}"
+                    posixpath.dirname(target), f"{TEMP_PREFIX}{os.urandom(4).hex()}-{name}"
                 )
                 if atomic
                 else target

@@ -417,6 +417,41 @@ def test_state_file_upload_failing_once_leaves_no_temporary_file(
     assert_mirrored(files, remote, run)
 
 
+def test_state_file_rename_refused_once_is_retried(ftp: Faulty, tmp_path: Path) -> None:
+    # RNFR and RNTO go out together: the refused RNFR (never seen by the server)
+    # makes the server answer the RNTO with 503, and the state write starts over.
+    src = tmp_path / "site"
+    files = make_tree(src, {"a.txt": 100, "b.txt": 200})
+    remote = fresh_remote(ftp, "state-rnfr")
+    fault = ReplyFault("RNFR", "450 Busy, try again", name=".asyncmirror-state.json", times=1)
+    ftp.proxy.configure(reply_faults=[fault])
+
+    run = run_cli(ftp, src, remote.name, "-j", "2", "--timeout", "5", "--retries", "3")
+
+    assert fault.fired == 1, describe(run, ftp.proxy)
+    assert run.rc == 0, describe(run, ftp.proxy)
+    assert "could not write the state file" not in run.err, describe(run, ftp.proxy)
+    assert (remote.path / ".asyncmirror-state.json").is_file()
+    assert_mirrored(files, remote, run)  # and no temporary file left
+
+
+def test_state_file_rename_refused_for_good_says_so_and_leaves_no_temporary(
+    ftp: Faulty, tmp_path: Path
+) -> None:
+    src = tmp_path / "site"
+    files = make_tree(src, {"a.txt": 100, "b.txt": 200})
+    remote = fresh_remote(ftp, "state-rnto")
+    # A directory where the state file goes: the server itself refuses the RNTO.
+    plant(ftp, remote, ".asyncmirror-state.json/keep", b"not ours\n")
+
+    run = run_cli(ftp, src, remote.name, "-j", "2", "--timeout", "5", "--retries", "3")
+
+    assert run.rc == 0, describe(run)  # every file is there; only the state is not
+    assert "could not write the state file" in run.err, describe(run)
+    planted = {".asyncmirror-state.json/keep": b"not ours\n"}
+    assert_mirrored(files | planted, remote, run)  # untouched, and no temporary file left
+
+
 # --- permanent 553 ------------------------------------------------------------------------
 
 
