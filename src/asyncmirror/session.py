@@ -268,11 +268,28 @@ class Session:
             raise await self._explain_certificate(exc) from None
         transport.check_peer(self.writer, cfg.tls, cfg.host)
 
+        ask_home = self.quirks.home is None
+        setup = ("PBSZ 0", "PROT P", "TYPE I") + (("PWD",) if ask_home else ())
+        # ProFTPD (the reference) reads commands in order as they come: there the
+        # login and the set-up go in one write, one round trip instead of three
+        # (100 ms of every run at 50 ms RTT).  Elsewhere each waits for its turn.
+        pipelined = "ProFTPD" in self.banner
+        user, password = f"USER {cfg.user}", f"PASS {cfg.password}"
         # Credentials only now, on the encrypted channel.
         async with self._logins.turn():
-            reply = await self.command(f"USER {cfg.user}")
-            if reply.code == "331":
-                reply = await self.command(f"PASS {cfg.password}")
+            if pipelined:
+                await self.send(user, password, *setup)
+                reply = await self.read_reply()
+                if reply.code == "331":
+                    reply = await self.read_reply()
+                elif reply.code in ("230", "202"):
+                    await self.read_reply()  # PASS was not needed: its "503" says nothing
+                # Otherwise the USER reply is raised below and the session dropped,
+                # the rest unread.
+            else:
+                reply = await self.command(user)
+                if reply.code == "331":
+                    reply = await self.command(password)
             if reply.code == "530":
                 self._logins.refused = (
                     f"{where} refused the login for user {cfg.user!r} ({reply.text})"
@@ -283,9 +300,8 @@ class Session:
             self._logins.proven = True
 
         # One round trip for all of these; PWD only while the home is unknown.
-        ask_home = self.quirks.home is None
-        setup = ("PBSZ 0", "PROT P", "TYPE I") + (("PWD",) if ask_home else ())
-        await self.send(*setup)
+        if not pipelined:
+            await self.send(*setup)
         for command in setup:
             reply = await self.read_reply()
             if command == "PWD":

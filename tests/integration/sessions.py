@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from asyncmirror.session import ServerConfig, ServerQuirks, Session
+from asyncmirror.session import ServerConfig, ServerQuirks, Session, Trace
 from asyncmirror.transport import TLSPolicy, make_ssl_context
 from servers.proftpd import ProftpdServer
 
 
-async def open_session(proftpd: ProftpdServer, *, timeout: float = 5) -> Session:
+async def open_session(
+    proftpd: ProftpdServer, *, timeout: float = 5, trace: Trace | None = None
+) -> Session:
     config = ServerConfig(
         host=proftpd.host,
         port=proftpd.port,
@@ -15,5 +17,6 @@ async def open_session(proftpd: ProftpdServer, *, timeout: float = 5) -> Session
         password=proftpd.password,
         tls=TLSPolicy(ca_file=str(proftpd.ca_file)),
         timeout=timeout,
+        trace=trace,
     )
     return await Session.open(config, make_ssl_context(config.tls), ServerQuirks())
