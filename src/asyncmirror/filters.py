@@ -339,15 +339,9 @@ class Rule:
     see :mod:`asyncmirror.entries`.)
     """
 
-    __slots__ = ("action", "compiled", "pattern", "slashes", "syntax")
-
-    action: Action
-    pattern: str
-    syntax: Syntax
-    #: The compiled matcher: searched in the path for a regex, fullmatched on its tail for a glob.
-    compiled: re.Pattern[str]
-    #: For a glob, how many "/" it has (how much of the path's tail it sees); -1 for a regex.
-    slashes: int
+    # Read-only properties over private slots: setting a field fails (and mypy
+    # says so), while copy and pickle rebuild a rule from its slots as usual.
+    __slots__ = ("_action", "_compiled", "_pattern", "_slashes", "_syntax")
 
     def __init__(self, action: Action, pattern: str, syntax: Syntax) -> None:
         if action not in ("include", "exclude"):
@@ -376,23 +370,36 @@ class Rule:
                 else "-X/-I take shell globs, e.g. -X '*.bak' or -X 'cache/' for a directory"
             )
             raise UsageError(f"invalid {kind} {pattern!r}: {problem}", hint=hint) from None
-        for name, value in (
-            ("action", action),
-            ("pattern", pattern),
-            ("syntax", syntax),
-            ("compiled", compiled),
-            ("slashes", slashes),
-        ):
-            object.__setattr__(self, name, value)
+        self._action: Action = action
+        self._pattern = pattern
+        self._syntax: Syntax = syntax
+        self._compiled = compiled
+        self._slashes = slashes
 
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"a Rule cannot be changed (setting {name!r})")
+    @property
+    def action(self) -> Action:
+        return self._action
 
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"a Rule cannot be changed (deleting {name!r})")
+    @property
+    def pattern(self) -> str:
+        return self._pattern
+
+    @property
+    def syntax(self) -> Syntax:
+        return self._syntax
+
+    @property
+    def compiled(self) -> re.Pattern[str]:
+        """The matcher: searched in the path for a regex, fullmatched on its tail for a glob."""
+        return self._compiled
+
+    @property
+    def slashes(self) -> int:
+        """For a glob, how many "/" it has (how much of the path's tail it sees); -1 for a regex."""
+        return self._slashes
 
     def _key(self) -> tuple[str, str, str]:
-        return (self.action, self.pattern, self.syntax)
+        return (self._action, self._pattern, self._syntax)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Rule):
@@ -421,9 +428,9 @@ class Rule:
         *path* is relative, with a trailing ``/`` for a directory -- the string
         lftp matches, not a bare relpath (see :meth:`FilterSet.excludes`).
         """
-        if self.slashes < 0:
-            return self.compiled.search(path) is not None
-        return self.compiled.fullmatch(_tail(path, self.slashes)) is not None
+        if self._slashes < 0:
+            return self._compiled.search(path) is not None
+        return self._compiled.fullmatch(_tail(path, self._slashes)) is not None
 
 
 class FilterSet:

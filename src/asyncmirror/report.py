@@ -18,25 +18,30 @@ class Failure(NamedTuple):
 
 
 class Report:
-    """The outcome of one mirror run.  ``exit_code``: 0 ok, 1 some files failed."""
+    """The outcome of one mirror run.  ``exit_code``: 0 ok, 1 some files failed.
 
-    __slots__ = (
+    It behaves as the dataclass it was (same fields and order, value equality, a
+    repr of every field) without its cost at start-up (see :mod:`~asyncmirror.entries`).
+    """
+
+    #: The fields, in constructor order.
+    __match_args__ = (
+        "uploaded",
+        "skipped",
         "bytes_sent",
-        "deleted",
-        "dry_run",
-        "duration",
-        "failed",
         "mkdirs",
+        "deleted",
+        "failed",
         "notes",
+        "duration",
+        "dry_run",
         "plan",
         "retries",
-        "skipped",
-        "uploaded",
     )
+    __slots__ = __match_args__
 
     def __init__(
         self,
-        *,
         uploaded: int = 0,
         skipped: int = 0,
         bytes_sent: int = 0,
@@ -61,8 +66,20 @@ class Report:
         self.plan = plan
         self.retries = retries
 
+    def _fields(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__match_args__)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Report)
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass
+
     def __repr__(self) -> str:
-        return f"<Report: {self.summary()}>"
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__match_args__)
+        return f"Report({fields})"
 
     @property
     def ok(self) -> bool:

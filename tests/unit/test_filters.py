@@ -9,11 +9,15 @@ fnmatch() and regcomp()/regexec(), which lftp calls.
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import ctypes.util
+import pickle
 import random
 import re
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -305,6 +309,23 @@ def test_rule_value_semantics() -> None:
     assert not a.matches("a/")  # the directory form
     with pytest.raises(AttributeError):
         a.pattern = "x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "clone", [copy.copy, copy.deepcopy, lambda x: pickle.loads(pickle.dumps(x))]
+)
+def test_rules_and_filter_sets_copy_and_pickle(clone: Callable[[Any], Any]) -> None:
+    rules = [Rule("exclude", "*.bak", "glob"), Rule("include", r"keep\.bak$", "regex")]
+    for rule in rules:
+        twin = clone(rule)
+        assert twin == rule
+        assert hash(twin) == hash(rule)
+        assert twin.slashes == rule.slashes
+        assert twin.matches("a.bak") == rule.matches("a.bak")
+    filters = clone(FilterSet.from_rules(rules))
+    assert filters.rules == tuple(rules)
+    assert filters.excludes("old.bak", is_dir=False)
+    assert not filters.excludes("keep.bak", is_dir=False)
 
 
 def test_filterset_keeps_rules_in_order() -> None:
