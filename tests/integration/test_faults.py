@@ -393,37 +393,24 @@ def test_transient_replies_to_pipelined_mkd_and_dele_are_retried(
     assert_mirrored(files, remote, run)
 
 
-def test_state_file_upload_failing_once_leaves_no_temporary_file(
-    ftp: Faulty, tmp_path: Path
+@pytest.mark.parametrize(
+    ("verb", "reply", "forward"),
+    [
+        # The server stores the state file's temporary upload, then reports a transient error.
+        ("STOR", "426 Data connection closed; transfer aborted", True),
+        # RNFR and RNTO go out together: the refused RNFR (never seen by the server)
+        # makes the server answer the RNTO with 503, and the state write starts over.
+        ("RNFR", "450 Busy, try again", False),
+    ],
+    ids=["stor-426", "rnfr-450"],
+)
+def test_state_file_write_failing_once_is_retried_and_leaves_no_temporary_file(
+    ftp: Faulty, tmp_path: Path, verb: str, reply: str, forward: bool
 ) -> None:
     src = tmp_path / "site"
     files = make_tree(src, {"a.txt": 100, "b.txt": 200})
-    remote = fresh_remote(ftp, "state")
-    # The server stores the state file's temporary upload, then reports a transient error.
-    fault = ReplyFault(
-        "STOR",
-        "426 Data connection closed; transfer aborted",
-        name=".asyncmirror-state.json",
-        forward=True,
-        times=1,
-    )
-    ftp.proxy.configure(reply_faults=[fault])
-
-    run = run_cli(ftp, src, remote.name, "-j", "2", "--timeout", "5", "--retries", "3")
-
-    assert fault.fired == 1, describe(run, ftp.proxy)
-    assert run.rc == 0, describe(run, ftp.proxy)
-    assert (remote.path / ".asyncmirror-state.json").is_file()
-    assert_mirrored(files, remote, run)
-
-
-def test_state_file_rename_refused_once_is_retried(ftp: Faulty, tmp_path: Path) -> None:
-    # RNFR and RNTO go out together: the refused RNFR (never seen by the server)
-    # makes the server answer the RNTO with 503, and the state write starts over.
-    src = tmp_path / "site"
-    files = make_tree(src, {"a.txt": 100, "b.txt": 200})
-    remote = fresh_remote(ftp, "state-rnfr")
-    fault = ReplyFault("RNFR", "450 Busy, try again", name=".asyncmirror-state.json", times=1)
+    remote = fresh_remote(ftp, f"state-{verb.lower()}")
+    fault = ReplyFault(verb, reply, name=".asyncmirror-state.json", forward=forward, times=1)
     ftp.proxy.configure(reply_faults=[fault])
 
     run = run_cli(ftp, src, remote.name, "-j", "2", "--timeout", "5", "--retries", "3")
