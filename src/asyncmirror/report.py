@@ -70,9 +70,8 @@ class Report:
         return tuple(getattr(self, name) for name in self.__match_args__)
 
     def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        assert isinstance(other, Report)
+        if not isinstance(other, Report) or other.__class__ is not self.__class__:
+            return NotImplemented  # a subclass is not equal, as with a dataclass
         return self._fields() == other._fields()
 
     __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass
