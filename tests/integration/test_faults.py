@@ -967,6 +967,28 @@ def test_a_file_that_vanishes_after_the_plan_fails_alone(ftp: Faulty, tmp_path: 
     assert server_files(remote) == files
 
 
+# --- a USER that needs no password -----------------------------------------------------------
+
+
+def test_a_user_logged_in_without_a_password_keeps_the_pipelined_replies_in_step(
+    ftp: Faulty, tmp_path: Path
+) -> None:
+    # On ProFTPD, USER, PASS and the set-up go out in one write. A server that logs the
+    # user in at USER answers the PASS too (here ProFTPD's real 230 behind the rewritten
+    # one): that reply must be read and dropped, or every later reply is one step behind.
+    src = tmp_path / "site"
+    files = make_tree(src, {"a.txt": 100, "d/b.txt": 200})
+    remote = fresh_remote(ftp, "user230")
+    fault = ReplyFault("USER", "230 Logged in, no password needed", forward=True)
+    ftp.proxy.configure(reply_faults=[fault])
+
+    run = run_cli(ftp, src, remote.name, "-j", "2", "--timeout", "5")
+
+    assert fault.fired >= 1, describe(run, ftp.proxy)
+    assert run.rc == 0, describe(run, ftp.proxy)
+    assert_mirrored(files, remote, run)
+
+
 # --- AUTH TLS refused ----------------------------------------------------------------------
 
 
