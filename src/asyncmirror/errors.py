@@ -132,7 +132,11 @@ class TransientReplyError(ReplyError, RetryableError):
 
 
 class TooManyConnectionsError(ReplyError, RetryableError):
-    """421 at connect or login: the host allows fewer sessions; shrink the pool."""
+    """The host allows no more sessions: shrink the pool.
+
+    ``421`` at connect or login, or a ``530`` at login once another session of
+    the run has logged in (or whose text names a limit).
+    """
 
     broken_session = True
 

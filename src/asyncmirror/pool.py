@@ -1,5 +1,5 @@
 """N logged-in sessions: opened all at once (as many as the work can use),
-replaced when broken, fewer on 421.
+replaced when broken, fewer when the host limits connections.
 
 Bookkeeping (how many sessions the host allows) is plain synchronous state; the
 I/O happens in :meth:`Pool.open_session`.  A fatal error (wrong password,
@@ -42,6 +42,7 @@ class Pool:
         self._tried = size  # sessions the last start() tried to open, for the notes
         self._note = note or (lambda _msg: None)
         self._alive = 0
+        self._opening = 0
         self._shrunk_said = False
         self._sessions: set[Session] = set()
 
@@ -105,7 +106,11 @@ class Pool:
         return sessions
 
     async def _open_once(self) -> Session:
-        session = await Session.open(self.config, self.ctx, self.quirks, self.logins)
+        self._opening += 1
+        try:
+            session = await Session.open(self.config, self.ctx, self.quirks, self.logins)
+        finally:
+            self._opening -= 1
         self._sessions.add(session)
         self._alive += 1
         return session
@@ -154,6 +159,22 @@ class Pool:
             except errors.RetryableError as exc:
                 error = exc
             attempt += 1
+
+    @property
+    def has_room(self) -> bool:
+        """Fewer sessions open (or opening) than the work can use: worth growing."""
+        return self._alive + self._opening < self._tried
+
+    async def grow(self) -> Session | None:
+        """One attempt at one more session; ``None`` while the host still refuses.
+
+        A host's connection limit counts other clients too (a second deploy, an
+        FTP client left open): the slots they free are taken back this way.
+        """
+        try:
+            return await self._open_once()
+        except (errors.RetryableError, errors.ConnectError):
+            return None
 
     def discard(self, session: Session) -> None:
         """Forget a session (broken or retired) and drop its connection."""

@@ -22,6 +22,7 @@ __all__ = [
     "Reply",
     "ReplyReader",
     "format_mfmt",
+    "is_connection_limit",
     "mask_command",
     "parse_epsv",
     "parse_mdtm",
@@ -276,3 +277,21 @@ def mask_command(line: str) -> str:
     if word.upper() == "PASS":
         return f"{word} ****"
     return line
+
+
+# How servers word a refused login that is a connection limit, not bad credentials:
+# ProFTPD "Sorry, the maximum number of clients (3) for this user are already
+# connected", vsftpd "There are too many connected users", pure-ftpd "Too many
+# connections", IIS/FileZilla "Too many users" / "connection limit".
+_LIMIT_RE = re.compile(
+    r"maximum number of (clients|connections|users|sessions)"
+    r"|too many (connections|connected|users|clients|sessions|logins)"
+    r"|(connection|session|client|login)s? limit"
+    r"|limit of \d+ (connections|clients|users|sessions)",
+    re.IGNORECASE,
+)
+
+
+def is_connection_limit(text: str) -> bool:
+    """True when a login refusal's text says the host allows no more sessions."""
+    return _LIMIT_RE.search(text) is not None

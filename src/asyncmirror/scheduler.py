@@ -27,6 +27,7 @@ per directory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, NamedTuple, TypeVar
@@ -41,6 +42,10 @@ J = TypeVar("J")
 #: Commands per pipelined chunk: small enough that neither side's socket
 #: buffer fills up while the other is still writing.
 BATCH = 40
+
+#: First and longest wait between attempts to take back a connection slot.
+REGROW_FIRST = 1.0
+REGROW_CAP = 30.0
 
 
 class Deferred(NamedTuple):
@@ -60,6 +65,9 @@ class JobQueue(Generic[J]):
         self._items: deque[J] = deque(jobs)
         self.outstanding = len(self._items)
         self._changed = asyncio.Event()
+        self.finished = asyncio.Event()
+        if self.outstanding <= 0:
+            self.finished.set()
         self._timers: set[asyncio.Task[None]] = set()
 
     def add(self, job: J) -> None:
@@ -85,6 +93,8 @@ class JobQueue(Generic[J]):
 
     def finish(self) -> None:
         self.outstanding -= 1
+        if self.outstanding <= 0:
+            self.finished.set()
         self._changed.set()
 
     def put_later(self, job: J, delay: float) -> None:
@@ -142,11 +152,33 @@ class Workers(Generic[J]):
             async with asyncio.TaskGroup() as tg:
                 for s in sessions:
                     tg.create_task(self._worker(s, survivors))
+                tg.create_task(self._regrow(tg, survivors))
         except BaseExceptionGroup as group:
             raise _first_fatal(group) from None
         finally:
             self.queue.cancel_timers()
         return survivors
+
+    async def _regrow(self, tg: asyncio.TaskGroup, survivors: list[Session]) -> None:
+        """While the pool is below its size, try for one more session now and then.
+
+        A host's connection limit is shared with other clients: a slot they free
+        during the run gets a worker again.  The attempts back off (1 s up to
+        REGROW_CAP) so a host that stays full sees few refused logins.
+        """
+        delay = REGROW_FIRST
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self.queue.finished.wait()
+                return
+            if not (self.pool.has_room and self.queue.has_items()):
+                continue
+            session = await self.pool.grow()
+            if session is None:
+                delay = min(REGROW_CAP, delay * 2)
+                continue
+            tg.create_task(self._worker(session, survivors))
 
     async def _worker(self, session: Session | None, survivors: list[Session]) -> None:
         current: list[Session | None] = [session]  # the worker's session, as replaced

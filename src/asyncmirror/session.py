@@ -35,7 +35,15 @@ import aioftp
 
 from . import errors, transport
 from .early import EarlyConnection
-from .replies import Reply, ReplyReader, mask_command, parse_epsv, parse_pasv, parse_pwd
+from .replies import (
+    Reply,
+    ReplyReader,
+    is_connection_limit,
+    mask_command,
+    parse_epsv,
+    parse_pasv,
+    parse_pwd,
+)
 
 #: ``trace(direction, line)``: ``direction`` is ``"->"`` (sent) or ``"<-"`` (received).
 Trace = Callable[[str, str], None]
@@ -290,6 +298,12 @@ class Session:
                 reply = await self.command(user)
                 if reply.code == "331":
                     reply = await self.command(password)
+            if reply.code == "530" and (self._logins.proven or is_connection_limit(reply.text)):
+                # Once a session of this run has logged in, the same credentials
+                # refused mean the host allows no more sessions: a connection
+                # limit (ProFTPD's MaxClientsPerUser answers 530 at PASS), not a
+                # typo.  The pool shrinks to what the host allows.
+                raise errors.TooManyConnectionsError("login", reply.code, reply.text)
             if reply.code == "530":
                 self._logins.refused = (
                     f"{where} refused the login for user {cfg.user!r} ({reply.text})"

@@ -12,6 +12,7 @@ from asyncmirror.replies import (
     Reply,
     ReplyReader,
     format_mfmt,
+    is_connection_limit,
     mask_command,
     parse_epsv,
     parse_mdtm,
@@ -338,3 +339,25 @@ def test_format_mfmt_rejects_non_finite(ts: float) -> None:
 )
 def test_mask_command(line: str, masked: str) -> None:
     assert mask_command(line) == masked
+
+
+@pytest.mark.parametrize(
+    ("text", "limit"),
+    [
+        ("Sorry, the maximum number of clients (3) for this user are already connected.", True),
+        ("Sorry, the maximum number of clients (8) from your host are already connected.", True),
+        ("There are too many connected users, please try later.", True),
+        ("Too many connections (4) from this IP", True),
+        ("Too many users - please try again later", True),
+        ("Connection limit reached for this account", True),
+        ("Login incorrect.", False),
+        ("Login authentication failed", False),
+        ("Password incorrect for user mirror", False),
+        ("Not logged in, only one user account is allowed", False),
+        ("", False),
+    ],
+)
+def test_a_login_refusal_naming_a_limit_is_told_from_bad_credentials(
+    text: str, limit: bool
+) -> None:
+    assert is_connection_limit(text) is limit
