@@ -99,8 +99,20 @@ class TimeoutExpired(FatalError):
     """The overall ``--deadline`` for the run passed."""
 
 
+class RemoteTargetError(FatalError):
+    """DST cannot be used: it is a file, or the FTP user may not write there."""
+
+    hint = "check DST: it must be a directory the FTP user may write to"
+
+
 class PoolExhaustedError(FatalError):
     """No session could be kept open: the server refuses every connection."""
+
+
+class LockHeldError(AsyncMirrorError):
+    """Another run holds the deploy lock of this DST (exit 1: nothing was changed)."""
+
+    exit_code = 1
 
 
 # --- this attempt failed; another may work ---------------------------------------
