@@ -61,6 +61,33 @@ def _seconds(text: str) -> float:
     return value
 
 
+class _Version(argparse.Action):
+    """``--version``: computed only when asked (importlib.metadata costs start-up time)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> NoReturn:
+        print(version_line())  # on stdout, as argparse's own version action does
+        parser.exit(0)
+
+
+def version_line() -> str:
+    """``asyncmirror 0.1.0 (aioftp 0.27.2, Python 3.11.7)``: what a bug report needs."""
+    from importlib import metadata
+
+    def of(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    from . import __version__
+
+    python = ".".join(map(str, sys.version_info[:3]))
+    return f"asyncmirror {__version__} (aioftp {of('aioftp')}, Python {python})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="asyncmirror",
@@ -68,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Server and login come from FTP_SERVER, FTP_USERNAME and FTP_PASSWORD "
         "(or --host/--user, ~/.netrc, a prompt). `asyncmirror demo` runs a local demonstration.",
     )
+    p.add_argument("--version", action=_Version)
     p.add_argument("src", metavar="SRC", help="local directory to upload")
     p.add_argument("dst", metavar="DST", help="remote directory, or ftps://user@host:port/path")
     p.add_argument(

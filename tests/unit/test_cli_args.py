@@ -5,10 +5,13 @@ order of -X/-I/-x/-i.  No network: ``resolve_target`` only reads its inputs (and
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 from pathlib import Path
 
 import pytest
 
+import asyncmirror
+from asyncmirror import cli
 from asyncmirror.cli import Target, _rules, build_parser, resolve_target
 from asyncmirror.errors import UsageError
 from asyncmirror.filters import FilterSet
@@ -274,3 +277,13 @@ def test_timeouts_must_be_positive_finite_seconds(
 def test_timeouts_accept_positive_seconds(value: str) -> None:
     args = build_parser().parse_args(["src", "dst", "--timeout", value, "--deadline", value])
     assert args.timeout == args.deadline == float(value)
+
+
+def test_version_prints_the_release_and_what_it_runs_on(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        cli.build_parser().parse_args(["--version"])  # no SRC/DST needed
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    installed = importlib.metadata.version("asyncmirror")
+    assert out.startswith(f"asyncmirror {installed} (aioftp "), out
+    assert asyncmirror.__version__ == installed  # pyproject.toml and the package agree
