@@ -159,6 +159,18 @@ class PermanentReplyError(ReplyError):
     exit_code = 1
 
 
+class ServerFullError(ReplyError):
+    """The server or the account's quota is out of space (452/552 to an upload).
+
+    The run starts no more uploads -- each would fail the same way -- removes
+    what it cut short and ends with exit 1.
+    """
+
+    exit_code = 1
+    #: Said once for the run (in its note), not on every file's failure line.
+    advice = "free space on the server (or raise the account's quota), then run again"
+
+
 class NetworkError(RetryableError):
     """The connection was reset, closed or broke mid-operation."""
 

@@ -666,6 +666,18 @@ class _Run:
             on_retry=retrying,
         )
         sessions = await workers.run(sessions, list(uploads))
+        full = workers.out_of_space
+        if full is not None:
+            unstarted = sorted(u.path for u in workers.not_started if isinstance(u, Upload))
+            for path in unstarted:
+                self.state.pop(path, None)
+            self._note(
+                f"the server is out of space ({full.reply}): "
+                + (f"{len(unstarted)} more uploads not started; " if unstarted else "")
+                + full.advice
+            )
+            if any(isinstance(u, _Snapshot) for u in workers.not_started):
+                self.state_dirty = True  # the snapshot never went up: written at the end
         failed_for_good = {f.path for f in self.report.failed}
         doomed = {p: sizes for p, sizes in partial.items() if p in failed_for_good}
         if doomed:

@@ -295,3 +295,24 @@ _LIMIT_RE = re.compile(
 def is_connection_limit(text: str) -> bool:
     """True when a login refusal's text says the host allows no more sessions."""
     return _LIMIT_RE.search(text) is not None
+
+
+# How servers word a full disk or an exhausted quota in a reply to STOR or to its
+# transfer: ProFTPD "No space left on device" / mod_quotatab "Disk quota exceeded",
+# vsftpd "Failure writing to local file", pure-ftpd "Quota exceeded", IIS "There is
+# not enough space on the disk".  RFC 959's codes for it are 452 and 552; 552 is
+# also used for "file too large" limits, which are about one file, not the disk.
+_FULL_RE = re.compile(
+    r"no space|not enough (disk )?space|disk full|out of (disk )?space"
+    r"|quota (exceeded|reached|full)|(over|exceeds?( the)?) quota"
+    r"|insufficient (disk |storage )?space|storage allocation",
+    re.IGNORECASE,
+)
+_ONE_FILE_RE = re.compile(r"too (large|big)|file size|size limit", re.IGNORECASE)
+
+
+def is_out_of_space(code: str, text: str) -> bool:
+    """True when a reply to an upload says the server or the account is out of space."""
+    if _FULL_RE.search(text):
+        return True
+    return code in ("452", "552") and not _ONE_FILE_RE.search(text)

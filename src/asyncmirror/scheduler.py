@@ -13,7 +13,8 @@ ProFTPD answers it with ``450`` until the ``226`` is out.
 
 Failures are classified by :mod:`asyncmirror.errors`: a retryable error puts
 the job back after an exponential, jittered backoff (bounded by ``retries``);
-a permanent reply or a local read error fails that job only; a fatal error
+a permanent reply or a local read error fails that job only; a server out of
+space fails that job and starts no other (:attr:`Workers.not_started`); a fatal error
 propagates and the task group cancels every worker at once.  A worker whose
 session broke opens a new one; one that meets ``421`` retires and the pool
 carries on smaller.
@@ -141,6 +142,10 @@ class Workers(Generic[J]):
         self.skip = skip or (lambda _j: False)
         self._attempts: dict[int, int] = {}
         self.queue: JobQueue[J] = JobQueue(())
+        #: The first "out of space" reply: no job starts after it ...
+        self.out_of_space: errors.ServerFullError | None = None
+        #: ... and the jobs it kept from starting.
+        self.not_started: list[J] = []
 
     async def run(self, sessions: list[Session], jobs: Sequence[J]) -> list[Session]:
         """Run all jobs; returns the sessions still open afterwards."""
@@ -214,6 +219,9 @@ class Workers(Generic[J]):
                 job = await self.queue.get()
                 if job is None:
                     break
+            if job is not None and self.out_of_space is not None:
+                self._not_started(job)  # e.g. a retry whose backoff ended after the 552
+                continue
             unsettled: list[J] = [pending[0]] if pending else []
             if job is not None:
                 unsettled.append(job)
@@ -333,7 +341,19 @@ class Workers(Generic[J]):
         self.on_done(job)
         self.queue.finish()
 
+    def _not_started(self, job: J) -> None:
+        self._attempts.pop(id(job), None)
+        self.not_started.append(job)
+        self.queue.finish()
+
     def _attempt_failed(self, job: J, exc: errors.AsyncMirrorError) -> None:
+        if isinstance(exc, errors.ServerFullError):
+            # Every other upload would fail the same way: this one fails, the
+            # queued ones are not started, the ones in flight end as they end.
+            if self.out_of_space is None:
+                self.out_of_space = exc
+            while (queued := self.queue.get_nowait()) is not None:
+                self._not_started(queued)
         if isinstance(exc, errors.RetryableError):
             n = self._attempts.get(id(job), 0) + 1
             if n <= self.retries:

@@ -39,6 +39,7 @@ from .replies import (
     Reply,
     ReplyReader,
     is_connection_limit,
+    is_out_of_space,
     mask_command,
     parse_epsv,
     parse_pasv,
@@ -458,6 +459,9 @@ class Session:
         if reply.code == "421":
             self.broken = True
             raise errors.TooManyConnectionsError(command, reply.code, reply.text)
+        verb = command.split(" ", 1)[0].upper()
+        if verb in ("STOR", "APPE") and is_out_of_space(reply.code, reply.text):
+            raise errors.ServerFullError(command, reply.code, reply.text)
         if reply.is_transient:
             raise errors.TransientReplyError(command, reply.code, reply.text)
         if reply.is_permanent:

@@ -452,12 +452,12 @@ def test_permanent_553_fails_that_file_only_and_leaves_nothing_under_its_name(
     )
     remote = fresh_remote(ftp, "553")
     denied = "553 denied.txt: Permission denied"
-    quota = "553 quota.bin: Disk quota exceeded"
+    quota = "553 quota.bin: Input/output error"
     ftp.proxy.configure(
         reply_faults=[
             # Refused outright: the server never sees the STOR.
             ReplyFault("STOR", denied, name="denied.txt"),
-            # Refused after the server wrote part of it (a full disk): a partial file.
+            # Refused after the server wrote part of it (a failing disk): a partial file.
             ReplyFault("STOR", quota, name="quota.bin", forward=True),
         ],
         data_faults=[DataFault(after=40_000, action="truncate", name="quota.bin")],
@@ -480,6 +480,36 @@ def test_permanent_553_fails_that_file_only_and_leaves_nothing_under_its_name(
     assert server_files(remote) == others
     assert not (remote.path / "denied.txt").exists()
     assert not (remote.path / "quota.bin").exists(), "the partial quota.bin was left behind"
+    assert not leftovers(remote)
+
+
+def test_a_server_out_of_space_stops_new_uploads_says_so_once_and_leaves_nothing_cut(
+    ftp: Faulty, tmp_path: Path
+) -> None:
+    src = tmp_path / "site"
+    make_tree(src, {f"page{i:02d}.html": 50_000 for i in range(12)})
+    remote = fresh_remote(ftp, "full")
+    full = "552 Transfer aborted. Disk quota exceeded"
+    # Every upload gets part-way, then the quota stops it (as mod_quotatab does): the
+    # server holds a cut file under the real name until the run removes it.
+    ftp.proxy.configure(
+        reply_faults=[ReplyFault("STOR", full, forward=True)],
+        data_faults=[DataFault(after=20_000, action="truncate")],
+    )
+
+    run = run_cli(ftp, src, remote.name, "-j", "2", "--timeout", "5", "--no-state")
+
+    assert run.rc == 1, describe(run, ftp.proxy)
+    stors = ftp.proxy.commands_of("STOR")
+    # Only what was already in flight when the first 552 came (one per session).
+    assert 1 <= len(stors) <= 2, stors
+    failed = [f["path"] for f in run.report["failed"]]
+    assert len(failed) == len(stors), run.report["failed"]
+    assert run.err.count(f"the server is out of space ({full})") == 1, run.err
+    assert f"{12 - len(stors)} more uploads not started" in run.err, run.err
+    assert "raise the account's quota" in run.err
+    assert "Traceback" not in run.err
+    assert server_files(remote) == {}, "a cut upload was left on the server"
     assert not leftovers(remote)
 
 

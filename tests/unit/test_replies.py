@@ -13,6 +13,7 @@ from asyncmirror.replies import (
     ReplyReader,
     format_mfmt,
     is_connection_limit,
+    is_out_of_space,
     mask_command,
     parse_epsv,
     parse_mdtm,
@@ -361,3 +362,27 @@ def test_a_login_refusal_naming_a_limit_is_told_from_bad_credentials(
     text: str, limit: bool
 ) -> None:
     assert is_connection_limit(text) is limit
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "full"),
+    [
+        ("552", "Transfer aborted. Disk quota exceeded", True),  # ProFTPD mod_quotatab
+        ("451", "Transfer aborted. No space left on device", True),  # ProFTPD, ENOSPC
+        ("452", "Insufficient storage space in system.", True),  # RFC 959's wording
+        ("452", "Error writing file", True),  # the code alone says it
+        ("552", "Requested file action aborted.", True),
+        ("426", "Quota exceeded", True),  # pure-ftpd
+        ("451", "There is not enough space on the disk.", True),  # IIS
+        ("552", "big.bin: File too large", False),  # one file over a size limit
+        ("552", "Transfer aborted: file size limit reached", False),
+        ("451", "Transfer aborted. Broken pipe", False),
+        ("553", "quota.bin: Input/output error", False),  # the file's name says nothing
+        ("450", "data transfer in progress", False),
+        ("550", "page.html: Permission denied", False),
+    ],
+)
+def test_an_upload_refused_for_want_of_space_is_told_from_other_refusals(
+    code: str, text: str, full: bool
+) -> None:
+    assert is_out_of_space(code, text) is full
