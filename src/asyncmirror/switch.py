@@ -1,0 +1,167 @@
+"""The round trips of ``--swap`` and ``--rollback``: ready the staging copy, switch, undo.
+
+What moves and in which order is decided in :mod:`asyncmirror.releases`; this
+module sends it.  The rules it keeps:
+
+* nothing touches the live DST before the switch: the staging copy is made
+  from the previous release (a rename) or created empty (``MKD``), and that
+  step also proves the parent directory writable -- before any upload;
+* the switch is one write of ``RNFR``/``RNTO`` pairs, so the site is never
+  half old, half new, and lacks DST only between two renames the server runs
+  back to back;
+* when the burst goes wrong the live site is put back as it was before this
+  module says anything, and the error says what happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from . import errors
+from .releases import BurstResult, Layout, Rename, read_burst, rollback_burst, switch_burst
+from .session import Session
+
+
+async def exists(session: Session, paths: Sequence[str]) -> list[bool]:
+    """Which of ``paths`` are directories, in one round trip (``CWD``, then back home)."""
+    home = session.quirks.home or "/"
+    replies = await session.pipeline([*(f"CWD {p}" for p in paths), f"CWD {home}"])
+    for path, reply in zip(paths, replies, strict=False):
+        if reply.is_transient:
+            session.check(f"CWD {path}", reply)  # a 4xx: try again later
+    return [r.is_complete for r in replies[: len(paths)]]
+
+
+async def prepare(session: Session, layout: Layout, note: Callable[[str], None]) -> bool:
+    """Make the staging copy ready; return whether the live DST exists.
+
+    Raises :class:`~errors.RemoteTargetError` when the staging copy cannot be
+    made next to DST (the parent is not writable): nothing was changed then.
+    """
+    live, nxt, prev = await exists(session, [layout.live, layout.next, layout.prev])
+    if nxt and prev:
+        raise errors.RemoteTargetError(
+            f"both {layout.next} and {layout.prev} exist on the server",
+            hint=f"remove {layout.next} (an unfinished release) and run again",
+        )
+    if nxt:
+        note(f"continuing the unfinished release in {layout.next}")
+    elif prev:
+        await _rename_or_fail(session, Rename(layout.prev, layout.next))
+    else:
+        reply = await session.command(f"MKD {layout.next}")
+        if not reply.is_complete:
+            session.check(f"MKD {layout.next}", reply, "5")  # a 4xx is retried
+            raise errors.RemoteTargetError(
+                f"--swap cannot create the staging copy {layout.next} ({reply.code} {reply.text})",
+                hint="--swap needs write access to the directory that holds DST; "
+                "deploy without --swap, or choose a DST one level deeper",
+            )
+        if live:
+            note(f"first --swap deploy: the whole site goes up to {layout.next}")
+    return live
+
+
+async def _rename_or_fail(session: Session, rename: Rename) -> None:
+    replies = await session.pipeline(rename.lines())
+    result = read_burst([rename], replies)
+    if result.failed:
+        _, why = result.failed[0]
+        raise errors.RemoteTargetError(
+            f"cannot rename {rename.source} to {rename.target} ({why})",
+            hint="--swap needs write access to the directory that holds DST",
+        )
+
+
+async def _burst(session: Session, renames: Sequence[Rename]) -> BurstResult:
+    lines = [line for r in renames for line in r.lines()]
+    return read_burst(renames, await session.pipeline(lines))
+
+
+async def switch(
+    session: Session,
+    layout: Layout,
+    moves: Sequence[str],
+    *,
+    live_exists: bool,
+    note: Callable[[str], None],
+) -> None:
+    """Put the staging copy live, with the live DST's server-only ``moves``.
+
+    Raises :class:`~errors.RemoteTargetError` when the switch could not be
+    made; the live site is then as it was (what was moved is moved back).
+    """
+    renames = switch_burst(layout, moves, live_exists=live_exists)
+    result = await _burst(session, renames)
+    n = len(moves)
+    if result.done[-1]:
+        # A server-only path that did not move stayed with the old site, now the
+        # previous release: bring it over, or say where it is.
+        missed = [p for p, done in zip(moves, result.done[:n], strict=True) if not done]
+        if missed:
+            again = [Rename(f"{layout.prev}/{p}", f"{layout.live}/{p}") for p in missed]
+            repaired = await _burst(session, again)
+            for rename, why in repaired.failed:
+                note(f"server-only {rename.source} stayed in the previous release ({why})")
+        return
+    moved = [r for r, done in zip(renames[:n], result.done[:n], strict=True) if done]
+    why = result.why[-1] or "not attempted"
+    if live_exists and result.done[-2]:
+        # The live site stepped aside but the new one did not take its place:
+        # put it back first, then explain.
+        restore = await _burst(session, [Rename(layout.prev, layout.live)])
+        if restore.failed:
+            raise errors.FatalError(
+                f"the switch failed ({why}) and {layout.live} could not be put back "
+                f"({restore.why[0]}): the live site is at {layout.prev}",
+                hint=f"rename {layout.prev} to {layout.live} on the server now",
+            )
+    elif live_exists:
+        why = result.why[-2] or why
+    back = [Rename(r.target, r.source) for r in moved]
+    if back:
+        await _burst(session, back)
+    raise errors.RemoteTargetError(
+        f"the switch to the new release failed ({why}); the live site is unchanged",
+        hint=f"the new release stays in {layout.next} for the next try",
+    )
+
+
+async def rollback(
+    session: Session, layout: Layout, moves: Sequence[str], note: Callable[[str], None]
+) -> None:
+    """Put the previous release back live; the current one becomes the previous."""
+    live, prev = await exists(session, [layout.live, layout.prev])
+    if not prev:
+        raise errors.RemoteTargetError(
+            f"there is no previous release to roll back to ({layout.prev} does not exist)",
+            hint="--rollback needs a DST deployed at least twice with --swap",
+        )
+    if not live:
+        raise errors.RemoteTargetError(f"{layout.live} does not exist on the server")
+    renames = rollback_burst(layout, moves)
+    result = await _burst(session, renames)
+    n = len(moves)
+    step_aside, go_live, keep = result.done[n], result.done[n + 1], result.done[n + 2]
+    if go_live:
+        if not keep:
+            note(
+                f"the release rolled away from stays in {layout.out} ({result.why[n + 2]}); "
+                f"rename it to {layout.prev} to be able to switch back"
+            )
+        for rename, done, why in zip(renames[:n], result.done[:n], result.why[:n], strict=True):
+            if not done:
+                note(
+                    f"server-only {rename.source} stayed with the release rolled away from ({why})"
+                )
+        return
+    if step_aside:
+        await _burst(session, [Rename(layout.out, layout.live)])
+    moved = [r for r, done in zip(renames[:n], result.done[:n], strict=True) if done]
+    if moved:
+        await _burst(session, [Rename(r.target, r.source) for r in moved])
+    why = result.why[n + 1] or result.why[n]
+    raise errors.RemoteTargetError(
+        f"the rollback failed ({why}); the live site is unchanged",
+        hint="check that the FTP user may rename directories next to DST",
+    )
