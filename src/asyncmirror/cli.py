@@ -30,6 +30,7 @@ from .filters import Rule
 
 if TYPE_CHECKING:
     from .report import Events, Report
+    from .session import ServerConfig
 
 # The heavy imports (asyncio, ssl, aioftp: about a tenth of a second) happen in
 # main() only after the first control connection has been started, so that
@@ -96,8 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(or --host/--user, ~/.netrc, a prompt). `asyncmirror demo` runs a local demonstration.",
     )
     p.add_argument("--version", action=_Version)
-    p.add_argument("src", metavar="SRC", help="local directory to upload")
-    p.add_argument("dst", metavar="DST", help="remote directory, or ftps://user@host:port/path")
+    p.add_argument("src", metavar="SRC", nargs="?", help="local directory to upload")
+    p.add_argument(
+        "dst", metavar="DST", nargs="?", help="remote directory, or ftps://user@host:port/path"
+    )
     p.add_argument(
         "-j",
         "--jobs",
@@ -142,6 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --delete: delete nothing (exit 1) if more than N deletions are planned",
     )
     g.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    g.add_argument(
+        "--swap",
+        action="store_true",
+        help="prepare the new release beside DST and switch to it in one burst of renames",
+    )
+    g.add_argument(
+        "--rollback",
+        action="store_true",
+        help="asyncmirror --rollback DST: switch back to the release before the last --swap",
+    )
     g.add_argument(
         "--no-state",
         dest="state",
@@ -202,6 +215,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the protocol exchange (password masked) and tracebacks",
     )
     return p
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``argv``; SRC and DST are both required, except ``--rollback DST``."""
+    args = parser.parse_args(argv)
+    if args.rollback:
+        if args.dst is None:
+            args.src, args.dst = None, args.src
+        if args.dst is None or args.src is not None:
+            parser.error("--rollback takes DST only: asyncmirror --rollback DST")
+        if args.swap or args.dry_run or args.delete:
+            parser.error("--rollback switches releases only: drop --swap, --dry-run, --delete")
+    elif args.src is None or args.dst is None:
+        parser.error("the following arguments are required: SRC, DST")
+    return args
 
 
 class Target(NamedTuple):
@@ -337,6 +365,8 @@ def _sure_sessions(args: argparse.Namespace) -> int:
     """
     from .filters import FilterSet
 
+    if args.src is None:  # --rollback: one session
+        return 1
     kept = 0
     filters = FilterSet.from_rules(_rules(args))
     try:
@@ -380,6 +410,15 @@ async def run(
             "warning: --insecure: the server's certificate is not checked; "
             "anyone on the path can read your password"
         )
+    if args.rollback:
+        from .switch import rollback_site
+
+        return await rollback_site(
+            _server_config(args, target, fingerprint, stream, early),
+            target.path,
+            timezone=_timezone(args.remote_timezone),
+            events=events,
+        )
     return await mirror(
         args.src,
         target.path,
@@ -407,6 +446,29 @@ async def run(
         events=events,
         trace=_make_trace(stream) if args.debug else None,
         early_connections=early,
+        swap=args.swap,
+    )
+
+
+def _server_config(
+    args: argparse.Namespace,
+    target: Target,
+    fingerprint: str | None,
+    stream: TextIO,
+    early: Sequence[EarlyConnection],
+) -> ServerConfig:
+    from .session import ServerConfig
+    from .transport import TLSPolicy
+
+    return ServerConfig(
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        password=target.password,
+        tls=TLSPolicy(ca_file=args.ca_file, fingerprint=fingerprint, insecure=args.insecure),
+        timeout=args.timeout,
+        trace=_make_trace(stream) if args.debug else None,
+        early=tuple(early),
     )
 
 
@@ -431,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(demo_main(argv[1:]))
     stderr = sys.stderr
     parser = build_parser()
-    args = parser.parse_args(argv)  # argparse exits 2 with a usage line on bad options
+    args = parse_args(parser, argv)  # argparse exits 2 with a usage line on bad options
     early: list[EarlyConnection] = []
     try:
         target = resolve_target(args, dict(os.environ), stdin_tty=sys.stdin.isatty())
@@ -470,6 +532,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         import json
 
         print(json.dumps(report.to_json(), indent=2))
+    if args.rollback:
+        return report.exit_code  # its notes said what happened
     for failure in report.failed:
         print(f"asyncmirror: failed: {failure.path}: {failure.error}", file=stderr)
     print(

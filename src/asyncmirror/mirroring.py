@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, tzinfo
 
-from . import datachannel, digests, errors, local, remote
+from . import datachannel, digests, errors, local, releases, remote, switch
 from . import state as state_mod
 from .early import EarlyConnection
 from .entries import LocalFile, LocalTree, RemoteTree
@@ -64,6 +64,7 @@ async def mirror(
     events: Events | None = None,
     trace: Trace | None = None,
     early_connections: Sequence[EarlyConnection] = (),
+    swap: bool = False,
 ) -> Report:
     """Mirror the local directory ``src`` to ``dst`` on an FTPS server.
 
@@ -84,6 +85,11 @@ async def mirror(
     (:class:`~errors.TimeoutExpired`).  ``early_connections`` are connections
     to ``host:port`` the caller began in advance (see :mod:`asyncmirror.early`),
     no more than the run will use: the first sessions start from them.
+
+    With ``swap`` the live ``dst`` is not touched until the new release is
+    complete: the run brings a staging copy beside it up to date, then
+    switches with renames sent in one burst (see :mod:`asyncmirror.releases`);
+    when anything fails first, the live site stays as it was.
     """
     _check_src(src)  # before any connection: a typo in SRC should not cost a login
     for what, value in (("user name", user), ("password", password), ("host", host)):
@@ -122,6 +128,7 @@ async def mirror(
         state_file=state_file,
         tz=remote_timezone,
         events=events or Events(),
+        swap=swap,
     )
     if deadline is None:
         return await run.run()
@@ -174,8 +181,12 @@ class _Run:
         state_file: str | None,
         tz: tzinfo,
         events: Events,
+        swap: bool = False,
     ) -> None:
         self.src = src
+        self.swap = swap
+        self.layout: releases.Layout | None = None  # with swap: where the releases are
+        self.live_exists = True
         self.dst = dst
         self.config = config
         self.filters = filters
@@ -285,6 +296,8 @@ class _Run:
             self.events.failed(path, why)
 
         base = self.base = self._remote_base()
+        if self.swap:
+            base = self.base = await self._stage(sessions[0], base)
         remote_tree, sessions = await self._look_at_remote(sessions, base, tree)
         options = self.options
         if tree.problems:
@@ -336,6 +349,67 @@ class _Run:
             keep = set(tree.files)
             self.state = {p: e for p, e in self.state.items() if p in keep}
             sessions[0] = await self._write_state(sessions[0])
+        if self.layout is not None:
+            await self._switch(sessions, self.layout, tree)
+
+    # --- --swap ---------------------------------------------------------------
+
+    async def _stage(self, session: Session, base: str) -> str:
+        """Check DST can be switched and ready the staging copy; the base to upload to."""
+        why = releases.why_not_switchable(base, self.pool.quirks.home)
+        if why is not None:
+            raise errors.UsageError(
+                f"--swap: {why}",
+                hint="give a DST below the login directory, or deploy without --swap",
+            )
+        layout = releases.Layout.of(base)
+        if self.dry_run:
+            # Changes nothing: plan against the copy the real run would start from.
+            _, nxt, prev = await switch.exists(session, [layout.live, layout.next, layout.prev])
+            return layout.prev if prev and not nxt else layout.next
+        self.live_exists = await switch.prepare(session, layout, self._note)
+        self.layout = layout
+        return layout.next
+
+    async def _switch(
+        self, sessions: list[Session], layout: releases.Layout, tree: LocalTree
+    ) -> None:
+        """Put the staging copy live, taking along what only the live DST holds."""
+        if self.report.failed:
+            self._note(
+                f"the live site is unchanged: {len(self.report.failed)} failed; "
+                f"the new release stays in {layout.next} for the next try"
+            )
+            return
+        moves: list[str] = []
+        if self.live_exists:
+            live, sessions[:] = await remote.list_tree(
+                self.pool,
+                sessions,
+                layout.live,
+                tree.dirs,
+                recurse_unknown=False,
+                tz=self.tz,
+                now=datetime.now(UTC),
+                retries=self.retries,
+            )
+            if not sessions:
+                sessions.append(await self.pool.open_session(replacing=True))
+
+            def movable(path: str, is_dir: bool) -> bool:
+                # With --delete only what the filters protect goes along; the rest
+                # was meant to go and stays with the previous release.
+                return not self.options.delete or self.filters.excludes(path, is_dir=is_dir)
+
+            moves = releases.server_only(live, tree.files, tree.dirs, movable=movable)
+        await switch.switch(
+            sessions[0], layout, moves, live_exists=self.live_exists, note=self._note
+        )
+        along = f", {len(moves)} server-only paths moved along" if moves else ""
+        self._note(
+            f"switched {layout.live} to the new release{along}; the previous release is "
+            f"kept in {layout.prev} (asyncmirror --rollback {layout.live} switches back)"
+        )
 
     async def _look_at_remote(
         self, sessions: list[Session], base: str, tree: LocalTree

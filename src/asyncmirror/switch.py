@@ -15,11 +15,29 @@ module sends it.  The rules it keeps:
 
 from __future__ import annotations
 
+import posixpath
+import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, tzinfo
 
-from . import errors
-from .releases import BurstResult, Layout, Rename, read_burst, rollback_burst, switch_burst
-from .session import Session
+from . import datachannel, errors
+from . import state as state_mod
+from .pool import Pool
+from .releases import (
+    BurstResult,
+    Layout,
+    Rename,
+    read_burst,
+    release_dirs_of,
+    rollback_burst,
+    server_only,
+    switch_burst,
+    why_not_switchable,
+)
+from .remote import list_tree
+from .report import Events, Report
+from .session import ServerConfig, Session
+from .state import STATE_NAME
 
 
 async def exists(session: Session, paths: Sequence[str]) -> list[bool]:
@@ -165,3 +183,75 @@ async def rollback(
         f"the rollback failed ({why}); the live site is unchanged",
         hint="check that the FTP user may rename directories next to DST",
     )
+
+
+async def rollback_site(
+    config: ServerConfig, dst: str, *, timezone: tzinfo, events: Events
+) -> Report:
+    """``asyncmirror --rollback DST``: one session, the state file, one burst.
+
+    What the server alone holds in the live DST (files the release did not
+    bring: the state file lists those it did) moves into the release going live.
+    """
+    report = Report()
+
+    def note(message: str) -> None:
+        report.notes.append(message)
+        events.note(message)
+
+    started = time.monotonic()
+    pool = Pool(config, 1, note=note)
+    try:
+        sessions = await pool.start()
+        home = pool.quirks.home or "/"
+        base = posixpath.normpath(posixpath.join(home, dst.strip() or "."))
+        why = why_not_switchable(base, home)
+        if why is not None:
+            raise errors.UsageError(f"--rollback: {why}", hint="give the DST deployed with --swap")
+        layout = Layout.of(base)
+        session = sessions[0]
+        release = await _release_files(session, layout.live, note)
+        moves: list[str] = []
+        if release is not None:
+            live, sessions = await list_tree(
+                pool,
+                sessions,
+                layout.live,
+                release_dirs_of(release),
+                recurse_unknown=False,
+                tz=timezone,
+                now=datetime.now(UTC),
+                retries=pool.retries,
+            )
+            session = sessions[0] if sessions else await pool.open_session(replacing=True)
+            moves = server_only(live, release, release_dirs_of(release))
+        await rollback(session, layout, moves, note)
+        along = f", {len(moves)} server-only paths moved along" if moves else ""
+        note(
+            f"rolled back {layout.live} to the previous release{along}; the release left is "
+            f"kept in {layout.prev} (--rollback again switches back)"
+        )
+    finally:
+        report.duration = time.monotonic() - started
+        await pool.close_all()
+        events.close()
+    return report
+
+
+async def _release_files(
+    session: Session, live: str, note: Callable[[str], None]
+) -> set[str] | None:
+    """The paths the live release brought (its state file), or ``None`` when unknown."""
+    try:
+        address = await session.passive()
+        data = await datachannel.fetch(session, f"RETR {live}/{STATE_NAME}", address)
+        return set(state_mod.load(data))
+    except errors.FatalError:
+        raise
+    except (errors.AsyncMirrorError, state_mod.StateError) as exc:
+        why = exc.user_line() if isinstance(exc, errors.AsyncMirrorError) else str(exc)
+        note(
+            f"cannot read the live release's state file ({why}): files only the server "
+            "has stay with the release rolled away from"
+        )
+        return None

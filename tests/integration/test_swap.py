@@ -1,0 +1,274 @@
+"""``--swap`` and ``--rollback`` against ProFTPD: whole releases, never a mix.
+
+A reader polls DST on the server's disk through a directory descriptor (so one
+look sees one directory, as a web server's request does) while the run works:
+every look must be exactly one release (plus what the server alone holds).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from servers.proftpd import ProftpdServer, RemoteDir
+
+TIMEOUT = 90
+
+V0 = {"index.html": b"<h1>v0</h1>\n", "css/site.css": b"body{color:red}\n", "old.html": b"old\n"}
+V1 = {
+    "index.html": b"<h1>version one</h1>\n",
+    "css/site.css": b"body{color:red}\n",
+    "new/page.html": b"<p>new in v1</p>\n",
+}
+V2 = {
+    "index.html": b"<h1>version two, longer</h1>\n",
+    "css/site.css": b"body{color:blue}\n",
+    "new/page.html": b"<p>new in v1</p>\n",
+}
+SERVER_ONLY = {".htaccess": b"Options -Indexes\n", "uploads/photo.jpg": b"\xff\xd8jpeg"}
+#: What moves along with every switch: the server's own files, and what SRC lacks
+#: (no --delete: a plain run would leave old.html on the server too).
+ALONG = {**SERVER_ONLY, "old.html": V0["old.html"]}
+V0_RELEASE = {p: d for p, d in V0.items() if p != "old.html"}
+
+
+def write_tree(root: Path, files: dict[str, bytes], mtime: float | None = None) -> None:
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        if mtime is not None:
+            os.utime(path, (mtime, mtime))
+
+
+def give_to_ftp_user(root: Path, home: Path) -> None:
+    """Files planted behind the server's back belong to the FTP user, as uploads would."""
+    st = home.stat()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            os.chown(os.path.join(dirpath, name), st.st_uid, st.st_gid)
+    os.chown(root, st.st_uid, st.st_gid)
+
+
+def read_tree(root: Path | int) -> dict[str, bytes]:
+    """Every file under ``root`` (a path, or a directory descriptor), own files left out."""
+    out: dict[str, bytes] = {}
+    for dirpath, _dirs, files, dirfd in os.fwalk(
+        "." if isinstance(root, int) else root, dir_fd=root if isinstance(root, int) else None
+    ):
+        rel_dir = os.path.normpath(os.path.relpath(dirpath, "." if isinstance(root, int) else root))
+        for name in files:
+            if name.startswith((".htasyncmirror", ".asyncmirror")):
+                continue
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            fd = os.open(name, os.O_RDONLY, dir_fd=dirfd)
+            with os.fdopen(fd, "rb") as f:
+                out[rel] = f.read()
+    return out
+
+
+def assert_one_release(views: list[dict[str, bytes]], *releases: dict[str, bytes]) -> None:
+    """Each view is exactly one of ``releases``, plus some of what moves along.
+
+    What the server alone holds moves in the same burst as the switch: a look
+    taken between two of its renames may miss some of it, never see a mix.
+    """
+    for view in views:
+        core = {p: d for p, d in view.items() if p not in ALONG}
+        assert core in releases, sorted(view)
+        assert all(view[p] == ALONG[p] for p in view if p in ALONG), sorted(view)
+
+
+def siblings(remote: RemoteDir) -> list[str]:
+    return sorted(p.name for p in remote.path.parent.iterdir() if remote.name in p.name)
+
+
+def run_cli(
+    proftpd: ProftpdServer, *args: str | Path, debug: bool = False
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FTP_")}
+    env.update(
+        FTP_SERVER=f"{proftpd.host}:{proftpd.port}",
+        FTP_USERNAME=proftpd.user,
+        FTP_PASSWORD=proftpd.password,
+        SSL_CERT_FILE=str(proftpd.ca_file),
+    )
+    argv = [sys.executable, "-m", "asyncmirror.cli", *map(str, args), "--no-progress", "--json"]
+    if debug:
+        argv.append("--debug")
+    return subprocess.run(
+        argv,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+class Watcher:
+    """Looks at DST again and again; records every distinct view and how often DST was gone."""
+
+    def __init__(self, dst: Path) -> None:
+        self.dst = dst
+        self.views: list[dict[str, bytes]] = []
+        self.missing = 0
+        self.looks = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> Watcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                fd = os.open(self.dst, os.O_RDONLY | os.O_DIRECTORY)
+            except FileNotFoundError:
+                self.missing += 1
+                continue
+            try:
+                view = read_tree(fd)
+            except OSError as exc:  # a file renamed away between listing and opening
+                if exc.errno != errno.ENOENT:
+                    raise
+                continue
+            finally:
+                os.close(fd)
+            self.looks += 1
+            if not self.views or self.views[-1] != view:
+                self.views.append(view)
+
+
+@pytest.fixture
+def site(tmp_path: Path, proftpd: ProftpdServer, remote_dir: RemoteDir) -> RemoteDir:
+    """A live site deployed earlier by another tool, with files only the server has."""
+    write_tree(remote_dir.path, {**V0, **SERVER_ONLY}, mtime=1_600_000_000)
+    give_to_ftp_user(remote_dir.path, proftpd.home)
+    return remote_dir
+
+
+def report(proc: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    assert proc.stdout.strip().startswith("{"), proc.stderr
+    data: dict[str, object] = json.loads(proc.stdout)
+    return data
+
+
+def test_swap_switches_whole_releases_and_rollback_brings_the_previous_back(
+    tmp_path: Path, proftpd: ProftpdServer, site: RemoteDir
+) -> None:
+    prev = site.path.parent / f".htasyncmirror-prev.{site.name}"
+    src1, src2 = tmp_path / "v1", tmp_path / "v2"
+    write_tree(src1, V1)
+    write_tree(src2, V2)
+
+    with Watcher(site.path) as watcher:
+        first = run_cli(proftpd, src1, f"/{site.name}", "--swap", "-j", "3")
+    assert first.returncode == 0, first.stderr
+    assert report(first)["uploaded"] == len(V1), first.stderr  # the first swap uploads all
+    assert read_tree(site.path) == {**V1, **ALONG}
+    assert read_tree(prev) == V0_RELEASE, "the previous release must be kept"
+    assert watcher.looks > 0
+    assert_one_release(watcher.views, V0_RELEASE, V1)
+    assert "3 server-only paths moved along" in first.stderr, first.stderr
+
+    with Watcher(site.path) as watcher:
+        second = run_cli(proftpd, src2, f"/{site.name}", "--swap", "-j", "3")
+    assert second.returncode == 0, second.stderr
+    # The staging copy was the release before (v0): what differs from it goes up.
+    changed_since_v0 = [p for p in V2 if V0.get(p) != V2[p]]
+    assert report(second)["uploaded"] == len(changed_since_v0), second.stderr
+    assert read_tree(site.path) == {**V2, **ALONG}
+    assert read_tree(prev) == V1
+    assert_one_release(watcher.views, V1, V2)
+
+    # The staging copy is now the v1 release, state file and times included: a deploy
+    # of v1 again uploads nothing and still switches.
+    third = run_cli(proftpd, src1, f"/{site.name}", "--swap", "-j", "3")
+    assert third.returncode == 0, third.stderr
+    assert report(third)["uploaded"] == 0, third.stderr
+    assert read_tree(site.path) == {**V1, **ALONG}
+    assert read_tree(prev) == V2
+
+    back = run_cli(proftpd, "--rollback", f"/{site.name}")
+    assert back.returncode == 0, back.stderr
+    assert "rolled back" in back.stderr, back.stderr
+    assert read_tree(site.path) == {**V2, **ALONG}, "rollback must restore the release exactly"
+    assert read_tree(prev) == V1
+    assert siblings(site) == sorted([site.name, prev.name])
+
+
+def test_the_switch_goes_out_in_one_write(
+    tmp_path: Path, proftpd: ProftpdServer, site: RemoteDir
+) -> None:
+    src = tmp_path / "v1"
+    write_tree(src, V1)
+    proc = run_cli(proftpd, src, f"/{site.name}", "--swap", debug=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith(("-> ", "<- "))]
+    step_aside = lines.index(f"-> RNFR /{site.name}")
+    go_live = lines.index(f"-> RNTO /{site.name}")
+    between = lines[step_aside : go_live + 1]
+    # Every command of the burst is sent before the first of its replies is read.
+    assert not [ln for ln in between if ln.startswith("<- ")], between
+
+
+def test_a_swap_that_fails_before_the_switch_leaves_the_live_site_as_it_was(
+    tmp_path: Path, proftpd: ProftpdServer, site: RemoteDir
+) -> None:
+    src = tmp_path / "v1"
+    write_tree(src, V1)
+    staging = site.path.parent / f".htasyncmirror-next.{site.name}"
+    # An unfinished release in the way: a directory where SRC has a file.
+    (staging / "index.html").mkdir(parents=True)
+    give_to_ftp_user(staging, proftpd.home)
+    before = read_tree(site.path)
+
+    failed = run_cli(proftpd, src, f"/{site.name}", "--swap")
+
+    assert failed.returncode == 1, failed.stderr
+    assert "the live site is unchanged" in failed.stderr, failed.stderr
+    assert read_tree(site.path) == before
+    assert staging.is_dir(), "the staging copy is kept for the next try"
+
+    (staging / "index.html").rmdir()
+    again = run_cli(proftpd, src, f"/{site.name}", "--swap")
+    assert again.returncode == 0, again.stderr
+    assert read_tree(site.path) == {**V1, **ALONG}
+
+
+@pytest.mark.parametrize("dst", ["/", "."])
+def test_swap_refuses_a_dst_that_cannot_be_renamed_before_uploading(
+    tmp_path: Path, proftpd: ProftpdServer, dst: str
+) -> None:
+    src = tmp_path / "v1"
+    write_tree(src, V1)
+    before = proftpd.stored_paths()
+    proc = run_cli(proftpd, src, dst, "--swap")
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "cannot be renamed" in proc.stderr, proc.stderr
+    assert proftpd.stored_paths() == before  # nothing went up
+
+
+def test_rollback_without_a_previous_release_says_so(
+    proftpd: ProftpdServer, site: RemoteDir
+) -> None:
+    before = read_tree(site.path)
+    proc = run_cli(proftpd, "--rollback", f"/{site.name}")
+    assert proc.returncode == 3, proc.stderr
+    assert "no previous release" in proc.stderr, proc.stderr
+    assert read_tree(site.path) == before
