@@ -151,6 +151,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="prepare the new release beside DST and switch to it in one burst of renames",
     )
     g.add_argument(
+        "--lock-wait",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="when another run holds DST's deploy lock, wait this long for it (default: "
+        "don't wait, exit 1)",
+    )
+    g.add_argument(
+        "--lock-stale",
+        type=_seconds,
+        default=3 * 3600.0,
+        metavar="SECONDS",
+        help="take over a deploy lock older than this (default 10800: 3 hours)",
+    )
+    g.add_argument(
+        "--break-lock", action="store_true", help="take over DST's deploy lock whoever holds it"
+    )
+    g.add_argument(
         "--rollback",
         action="store_true",
         help="asyncmirror --rollback DST: switch back to the release before the last --swap",
@@ -447,6 +465,9 @@ async def run(
         trace=_make_trace(stream) if args.debug else None,
         early_connections=early,
         swap=args.swap,
+        lock_wait=args.lock_wait,
+        lock_stale=args.lock_stale,
+        break_lock=args.break_lock,
     )
 
 

@@ -4,7 +4,7 @@ Two pushes in a row start two deploys at once; interleaved, they leave a mix of
 both.  Before changing anything a run creates ``DST/.htasyncmirror-lock`` with
 ``MKD`` -- atomic on every FTP server: of two runs exactly one gets ``257`` --
 and writes who holds it (host, pid, start time, version, run id) into
-``holder.json`` inside.  Apache refuses ``.ht*`` names by default, so nobody
+``.htholder.json`` inside.  Apache refuses ``.ht*`` names by default, so nobody
 downloads it.  The run removes the lock at the end, also after a failure or a
 stop.
 
@@ -21,20 +21,28 @@ round trips are in :class:`DeployLock`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from datetime import datetime as _datetime
 from enum import Enum
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from . import datachannel, errors
+from .filters import LOCK_DIR
+from .listing import parse_listing
 from .session import Session
 
-LOCK_DIR = ".htasyncmirror-lock"
-HOLDER_FILE = "holder.json"
+#: The holder record is the name of a directory inside the lock: ``.htholder.``
+#: and the record in URL-safe base64.  A name, not a file: taking and releasing
+#: the lock needs no data connection (2 and 1 round trips), and a name is all
+#: the lock shows on the web (``.ht*`` too: Apache's rule matches the last
+#: component only).
+HOLDER_PREFIX = ".htholder."
 #: A run writes its holder record right after its MKD; a lock still without
 #: one this long after it was first seen belongs to a run that died there.
 EMPTY_GRACE = 2.0
@@ -73,6 +81,21 @@ class Holder(NamedTuple):
         except (ValueError, TypeError, KeyError):
             return None
 
+    def name(self) -> str:
+        return HOLDER_PREFIX + base64.urlsafe_b64encode(self.encode()).decode().rstrip("=")
+
+    @classmethod
+    def from_name(cls, name: str) -> Holder | None:
+        """The record a holder entry's name carries, or ``None`` for any other name."""
+        if not name.startswith(HOLDER_PREFIX):
+            return None
+        body = name[len(HOLDER_PREFIX) :]
+        try:
+            data = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        except ValueError:
+            return None
+        return cls.decode(data)
+
     def describe(self, now: float) -> str:
         """``host ci-7 (pid 42), started 2026-12-06 07:31 UTC (5 min ago), asyncmirror 0.2``."""
         when = datetime.fromtimestamp(self.started, UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -97,15 +120,36 @@ class Verdict(Enum):
     TAKE_OVER = "take over"  # stale, or --break-lock
 
 
-def decide(holder: Holder | None, *, now: float, stale_after: float, break_lock: bool) -> Verdict:
+def decide(
+    holder: Holder | None,
+    *,
+    now: float,
+    stale_after: float,
+    break_lock: bool,
+    gone: bool = False,
+) -> Verdict:
     """What to do about a lock someone else holds.
 
     ``holder`` is ``None`` for a lock with no readable record after
     :data:`EMPTY_GRACE`: its run died between ``MKD`` and writing the record.
+    ``gone``: the holder ran on this machine and its process has exited.
     """
-    if break_lock or holder is None or now - holder.started > stale_after:
+    if break_lock or gone or holder is None or now - holder.started > stale_after:
         return Verdict.TAKE_OVER
     return Verdict.WAIT
+
+
+def exited_here(holder: Holder | None) -> bool:
+    """True when ``holder`` ran on this machine and its process is gone (a killed run)."""
+    if holder is None or holder.host != socket.gethostname() or holder.pid == os.getpid():
+        return False
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, as another user's process
+        return False
+    return False
 
 
 class DeployLock:
@@ -122,31 +166,38 @@ class DeployLock:
         break_lock: bool = False,
         note: Callable[[str], None] = lambda _m: None,
     ) -> None:
-        self.dir = f"{base.rstrip('/')}/{LOCK_DIR}"
-        self.record = f"{self.dir}/{HOLDER_FILE}"
         self.me = Holder.of_this_run(run_id, version)
+        self.place(base)
         self.wait = wait
         self.stale_after = stale_after
         self.break_lock = break_lock
         self._note = note
         self.held = False
 
-    async def acquire(self, session: Session) -> None:
+    def place(self, base: str) -> None:
+        """Lock ``base`` (DST, as an absolute path) rather than the one given first."""
+        self.dir = f"{base.rstrip('/')}/{LOCK_DIR}"
+        self.record = f"{self.dir}/{self.me.name()}"
+
+    async def acquire(self, session: Session) -> bool:
         """Hold the lock, waiting for it up to ``wait`` seconds.
 
-        Raises :class:`~errors.LockHeldError` when another run keeps it, and
+        Returns True when another run held it first (waited for or taken over):
+        what was read of DST before may be stale.  Raises
+        :class:`~errors.LockHeldError` when another run keeps it, and
         :class:`~errors.RemoteTargetError` when DST refuses the lock directory
         (not writable, or a file): nothing has been changed then.
         """
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self.wait
         said_waiting = False
+        contended = False
         while True:
             reply = await session.command(f"MKD {self.dir}")
             if reply.is_complete:
                 self.held = True
                 await self._write_record(session)
-                return
+                return contended
             session.check(f"MKD {self.dir}", reply, "5")  # a 4xx is raised: retried
             holder, exists = await self._look(session)
             if not exists:
@@ -154,12 +205,18 @@ class DeployLock:
                     f"cannot create the deploy lock {self.dir} ({reply.code} {reply.text})",
                     hint="check that DST is a directory the FTP user may write to",
                 )
+            contended = True
             now = time.time()
+            gone = exited_here(holder)
             verdict = decide(
-                holder, now=now, stale_after=self.stale_after, break_lock=self.break_lock
+                holder,
+                now=now,
+                stale_after=self.stale_after,
+                break_lock=self.break_lock,
+                gone=gone,
             )
             if verdict is Verdict.TAKE_OVER:
-                self._note(self._take_over_line(holder, now))
+                self._note(self._take_over_line(holder, now, gone=gone))
                 await self._remove(session)
                 continue  # MKD again: of two runs taking over, one wins
             assert holder is not None  # WAIT needs a live holder
@@ -178,64 +235,88 @@ class DeployLock:
             await asyncio.sleep(min(POLL, left))
 
     async def release(self, session: Session) -> None:
-        """Remove the lock if this run still holds it (it may have been broken)."""
+        """Remove the lock if this run still holds it (it may have been taken over).
+
+        Two ``RMD`` in one write: this run's holder entry, then the lock.  When
+        another run took the lock over, the first finds nothing and the second
+        a directory holding the new holder's entry: both refused, the new
+        holder's lock stays.
+        """
         if not self.held:
             return
-        holder, exists = await self._look(session, grace=False)
         self.held = False
-        if not exists:
-            return
-        if holder is not None and holder.run_id != self.me.run_id:
-            self._note(
-                f"the deploy lock was taken over during the run by {holder.describe(time.time())}"
-            )
-            return
-        await self._remove(session)
+        replies = await session.pipeline([f"RMD {self.record}", f"RMD {self.dir}"])
+        mine, lock = replies
+        for line, reply in ((f"RMD {self.record}", mine), (f"RMD {self.dir}", lock)):
+            if reply.is_transient:
+                session.check(line, reply)
+        if not mine.is_complete:
+            self._note(f"the deploy lock {self.dir} was taken over during the run")
 
     # --- internals --------------------------------------------------------------
 
     async def _write_record(self, session: Session) -> None:
-        address = await session.passive()
-        await datachannel.upload(session, self.record, self.me.encode(), address)
+        reply = await session.command(f"MKD {self.record}")
+        session.check(f"MKD {self.record}", reply, "2")
 
-    async def _read_record(self, session: Session) -> bytes | None:
-        address = await session.passive()
-        try:
-            return await datachannel.fetch(session, f"RETR {self.record}", address)
-        except errors.PermanentReplyError:
-            return None
+    async def _names(self, session: Session) -> list[str] | None:
+        """The names inside the lock directory, or ``None`` when it does not exist."""
+        quirks = session.quirks
+        fmt: Literal["mlsd", "list"] = "mlsd"
+        data = b""
+        if quirks.mlsd is not False:
+            address = await session.passive()
+            try:
+                data = await datachannel.fetch(session, f"MLSD {self.dir}", address)
+            except errors.PermanentReplyError as exc:
+                if exc.code not in ("500", "501", "502", "504"):
+                    return None  # 550: no such directory
+                quirks.mlsd = False
+        if quirks.mlsd is False:
+            # "LIST -a PATH" is unreliable across servers: list the directory itself.
+            if not (await session.command(f"CWD {self.dir}")).is_complete:
+                return None
+            try:
+                address = await session.passive()
+                data = await datachannel.fetch(session, "LIST -a", address)
+                fmt = "list"
+            finally:
+                await session.command(f"CWD {quirks.home or '/'}")
+        text = data.decode("utf-8", errors="replace")
+        lines = [line.rstrip("\r") for line in text.split("\n")]
+        return [e.name for e in parse_listing(lines, fmt=fmt, now=_datetime.now(UTC), tz=UTC)]
 
     async def _look(self, session: Session, *, grace: bool = True) -> tuple[Holder | None, bool]:
         """(the holder record, whether the lock directory exists)."""
-        data = await self._read_record(session)
-        if data is None:
-            if not await self._dir_exists(session):
+        names = await self._names(session)
+        if names is None:
+            return None, False
+        holders = [h for h in map(Holder.from_name, names) if h is not None]
+        if not holders and grace:
+            # Its run may be between its two MKD right now.
+            await asyncio.sleep(EMPTY_GRACE)
+            names = await self._names(session)
+            if names is None:
                 return None, False
-            if grace:
-                # Its run may be writing the record right now.
-                await asyncio.sleep(EMPTY_GRACE)
-                data = await self._read_record(session)
-        return (Holder.decode(data) if data is not None else None), True
-
-    async def _dir_exists(self, session: Session) -> bool:
-        reply = await session.command(f"CWD {self.dir}")
-        if reply.is_complete:
-            # Every path asyncmirror sends is absolute: going back home is tidiness.
-            await session.command(f"CWD {session.quirks.home or '/'}")
-            return True
-        session.check(f"CWD {self.dir}", reply, "5")
-        return False
+            holders = [h for h in map(Holder.from_name, names) if h is not None]
+        return (max(holders, key=lambda h: h.started) if holders else None), True
 
     async def _remove(self, session: Session) -> None:
-        replies = await session.pipeline([f"DELE {self.record}", f"RMD {self.dir}"])
-        rmd = replies[1]
+        """Take a lock over: remove what is in it (holder entries), then the lock."""
+        names = await self._names(session) or []
+        lines = [f"RMD {self.dir}/{n}" for n in names if n.startswith(HOLDER_PREFIX)]
+        replies = await session.pipeline([*lines, f"RMD {self.dir}"])
+        rmd = replies[-1]
         if not rmd.is_complete and rmd.is_transient:
             session.check(f"RMD {self.dir}", rmd)
 
-    def _take_over_line(self, holder: Holder | None, now: float) -> str:
+    def _take_over_line(self, holder: Holder | None, now: float, *, gone: bool) -> str:
         if holder is None:
             return f"taking over the deploy lock {self.dir}: it has no holder record"
-        why = (
-            "--break-lock" if self.break_lock else f"older than --lock-stale {self.stale_after:g} s"
-        )
+        if self.break_lock:
+            why = "--break-lock"
+        elif gone:
+            why = "its run on this machine has exited"
+        else:
+            why = f"older than --lock-stale {self.stale_after:g} s"
         return f"taking over the deploy lock ({why}) from {holder.describe(now)}"

@@ -69,6 +69,8 @@ Syntax = Literal["glob", "regex"]
 STATE_FILE_NAME = ".asyncmirror-state.json"
 #: Prefix of asyncmirror's temporary upload names, at any depth.
 TEMP_PREFIX = ".asyncmirror-tmp-"
+#: The deploy lock directory at the root of DST (see :mod:`asyncmirror.deploylock`).
+LOCK_DIR = ".htasyncmirror-lock"
 #: lftp's default ``mirror:exclude-regex``: its own partial downloads and NFS silly-renames.
 LFTP_DEFAULT_EXCLUDE_REGEX = r"(^|/)(\.in\.|\.nfs)"
 
@@ -107,15 +109,19 @@ class _PatternError(Exception):
     """A problem found while translating a pattern; becomes a :class:`UsageError`."""
 
 
+_OWN_AT_ROOT = frozenset({STATE_FILE_NAME, LOCK_DIR})
+
+
 def always_excluded(relpath: str) -> bool:
     """True for asyncmirror's own files, which no rule can bring back in.
 
-    That is the state file :data:`STATE_FILE_NAME` at the root, and any name
+    That is the state file :data:`STATE_FILE_NAME` and the deploy lock
+    :data:`LOCK_DIR` (with what is in it) at the root, and any name
     starting with :data:`TEMP_PREFIX` at any depth (uploads in progress).  They
     must never be uploaded from SRC nor be deleted as strays on DST, whatever
     the user's rules say, so the check comes before the rules.
     """
-    if relpath == STATE_FILE_NAME:
+    if relpath == STATE_FILE_NAME or relpath.partition("/")[0] == LOCK_DIR:
         return True
     # rpartition gives the whole string when there is no "/": the basename either way.
     return relpath.rpartition("/")[2].startswith(TEMP_PREFIX)
@@ -496,7 +502,9 @@ class FilterSet:
         the rules would say of those paths on their own (lftp never lists them).
         """
         # always_excluded(), with a substring test first: this runs once per path.
-        if relpath == STATE_FILE_NAME or (TEMP_PREFIX in relpath and always_excluded(relpath)):
+        if relpath in _OWN_AT_ROOT or (
+            (TEMP_PREFIX in relpath or LOCK_DIR in relpath) and always_excluded(relpath)
+        ):
             return True
         if not self._checks:
             return False

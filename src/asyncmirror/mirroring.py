@@ -19,9 +19,10 @@ from datetime import UTC, datetime, tzinfo
 
 from . import datachannel, digests, errors, local, releases, remote, switch
 from . import state as state_mod
+from .deploylock import DeployLock
 from .early import EarlyConnection
 from .entries import LocalFile, LocalTree, RemoteTree
-from .filters import TEMP_PREFIX, FilterSet, Rule
+from .filters import LOCK_DIR, TEMP_PREFIX, FilterSet, Rule
 from .planner import Plan, PlanOptions, Reason, Upload, make_plan
 from .pool import Pool, backoff
 from .replies import Reply, format_mfmt, parse_size
@@ -65,6 +66,10 @@ async def mirror(
     trace: Trace | None = None,
     early_connections: Sequence[EarlyConnection] = (),
     swap: bool = False,
+    lock: bool = True,
+    lock_wait: float = 0.0,
+    lock_stale: float = 3 * 3600.0,
+    break_lock: bool = False,
 ) -> Report:
     """Mirror the local directory ``src`` to ``dst`` on an FTPS server.
 
@@ -90,6 +95,12 @@ async def mirror(
     complete: the run brings a staging copy beside it up to date, then
     switches with renames sent in one burst (see :mod:`asyncmirror.releases`);
     when anything fails first, the live site stays as it was.
+
+    A run that changes DST first takes its deploy lock (see
+    :mod:`asyncmirror.deploylock`): another run holding it makes this one wait
+    up to ``lock_wait`` seconds, then raise :class:`~errors.LockHeldError`; a
+    lock older than ``lock_stale`` seconds, or any with ``break_lock``, is
+    taken over.  ``lock=False`` takes none.
     """
     _check_src(src)  # before any connection: a typo in SRC should not cost a login
     for what, value in (("user name", user), ("password", password), ("host", host)):
@@ -130,6 +141,18 @@ async def mirror(
         events=events or Events(),
         swap=swap,
     )
+    if lock:
+        from . import __version__
+
+        run.lock = DeployLock(
+            "/",  # placed in DST once the login says where that is
+            run_id=run.run_id,
+            version=__version__,
+            wait=lock_wait,
+            stale_after=lock_stale,
+            break_lock=break_lock,
+            note=run._note,
+        )
     if deadline is None:
         return await run.run()
     try:
@@ -182,9 +205,11 @@ class _Run:
         tz: tzinfo,
         events: Events,
         swap: bool = False,
+        lock: DeployLock | None = None,
     ) -> None:
         self.src = src
         self.swap = swap
+        self.lock = lock
         self.layout: releases.Layout | None = None  # with swap: where the releases are
         self.live_exists = True
         self.dst = dst
@@ -232,6 +257,11 @@ class _Run:
             # would only wait for its own timeout.  Say what may be left instead.
             self.pool.abort_all()
             self._note_leftovers()
+            if self.lock is not None and self.lock.held:
+                self._note(
+                    f"the deploy lock {self.lock.dir} is left on the server: the next run "
+                    "takes it over once this one is known to be gone (--break-lock: at once)"
+                )
             raise
         except BaseException:
             # Stopped mid-run (Ctrl-C, --deadline, a cancel, a bug): the sessions go
@@ -297,18 +327,31 @@ class _Run:
 
         base = self.base = self._remote_base()
         if self.swap:
+            refusal = releases.why_not_switchable(base, self.pool.quirks.home)
+            if refusal is not None:
+                raise errors.UsageError(
+                    f"--swap: {refusal}",
+                    hint="give a DST below the login directory, or deploy without --swap",
+                )
+            if self.lock is not None and not self.dry_run:
+                # Before the staging rename: that already changes the server.
+                await self._take_lock(sessions[0], base)
             base = self.base = await self._stage(sessions[0], base)
-        remote_tree, sessions = await self._look_at_remote(sessions, base, tree)
-        options = self.options
-        if tree.problems:
-            # Never delete under a path we could not read: its contents are unknown.
-            options = _protect(options, [p for p, _ in tree.problems])
-        plan = make_plan(tree, remote_tree, options)
+        plan, remote_tree, sessions = await self._plan(sessions, base, tree)
+        state_in_dst = self.use_state and not self.state_file
+        if (
+            self.lock is not None
+            and not self.lock.held
+            and not self.dry_run
+            and (LOCK_DIR in remote_tree.dirs or _changes_anything(plan, remote_tree, state_in_dst))
+        ):
+            # Taken only now, so an unchanged rerun costs no round trip -- unless
+            # another run held it while DST was read: then DST was changing, and
+            # (as when we waited for it) what was read is read again.
+            waited = await self._take_lock(sessions[0], base)
+            if waited or LOCK_DIR in remote_tree.dirs:
+                plan, remote_tree, sessions = await self._plan(sessions, base, tree)
         self.report.plan = plan
-        if self.use_state and _may_be_unchanged(plan, remote_tree):
-            # Only worth a round trip when some upload may prove unchanged.
-            sessions = await self._load_state(sessions, base, remote_tree)
-            await self._apply_state(plan, tree, remote_tree)
         self.report.skipped = len(plan.skipped)
         for c in plan.conflicts:
             self.report.failed.append(Failure(c.path, c.why))
@@ -351,17 +394,64 @@ class _Run:
             sessions[0] = await self._write_state(sessions[0])
         if self.layout is not None:
             await self._switch(sessions, self.layout, tree)
+        if self.lock is not None and self.lock.held:
+            if not sessions:
+                sessions = [await self.pool.open_session(replacing=True)]
+            await self._release_lock(sessions[0])
+
+    async def _plan(
+        self, sessions: list[Session], base: str, tree: LocalTree
+    ) -> tuple[Plan, RemoteTree, list[Session]]:
+        """Read DST (and the state file when it can help) and decide what to do."""
+        remote_tree, sessions = await self._look_at_remote(sessions, base, tree)
+        options = self.options
+        if tree.problems:
+            # Never delete under a path we could not read: its contents are unknown.
+            options = _protect(options, [p for p, _ in tree.problems])
+        plan = make_plan(tree, remote_tree, options)
+        if self.use_state and _may_be_unchanged(plan, remote_tree):
+            # Only worth a round trip when some upload may prove unchanged.
+            sessions = await self._load_state(sessions, base, remote_tree)
+            await self._apply_state(plan, tree, remote_tree)
+        return plan, remote_tree, sessions
+
+    # --- the deploy lock --------------------------------------------------------
+
+    async def _take_lock(self, session: Session, base: str) -> bool:
+        """Hold the deploy lock of ``base``; True when another run had it first."""
+        lock = self.lock
+        assert lock is not None
+        lock.place(base)
+        try:
+            return await lock.acquire(session)
+        except errors.RemoteTargetError:
+            pass
+        # A first deploy to a new DST: make it (and its parents), then lock it.  If
+        # DST was there all along (or another run just made it), the MKD are
+        # refused and the second try says why DST takes no lock.
+        await run_batch(
+            self.pool,
+            session,
+            [(f"MKD {d}", d) for d in _dst_chain(base)],
+            retries=self.retries,
+            on_reply=lambda _d, _r: None,
+        )
+        return await lock.acquire(session)
+
+    async def _release_lock(self, session: Session) -> None:
+        if self.lock is None or not self.lock.held:
+            return
+        try:
+            await self.lock.release(session)
+        except errors.FatalError:
+            raise
+        except errors.AsyncMirrorError as exc:
+            self._note(f"could not remove the deploy lock {self.lock.dir}: {exc.user_line()}")
 
     # --- --swap ---------------------------------------------------------------
 
     async def _stage(self, session: Session, base: str) -> str:
-        """Check DST can be switched and ready the staging copy; the base to upload to."""
-        why = releases.why_not_switchable(base, self.pool.quirks.home)
-        if why is not None:
-            raise errors.UsageError(
-                f"--swap: {why}",
-                hint="give a DST below the login directory, or deploy without --swap",
-            )
+        """Ready the staging copy; the base to upload to."""
         layout = releases.Layout.of(base)
         if self.dry_run:
             # Changes nothing: plan against the copy the real run would start from.
@@ -402,10 +492,13 @@ class _Run:
                 return not self.options.delete or self.filters.excludes(path, is_dir=is_dir)
 
             moves = releases.server_only(live, tree.files, tree.dirs, movable=movable)
-        await switch.switch(
+            if self.lock is not None and self.lock.held:
+                moves.append(LOCK_DIR)  # the lock stays with the live DST
+        moved = await switch.switch(
             sessions[0], layout, moves, live_exists=self.live_exists, note=self._note
         )
-        along = f", {len(moves)} server-only paths moved along" if moves else ""
+        moved -= LOCK_DIR in moves
+        along = f", {moved} server-only paths moved along" if moved else ""
         self._note(
             f"switched {layout.live} to the new release{along}; the previous release is "
             f"kept in {layout.prev} (asyncmirror --rollback {layout.live} switches back)"
@@ -424,7 +517,10 @@ class _Run:
                     base,
                     tree.dirs,
                     tree.files,
-                    extra_files=[STATE_NAME] if self.use_state and not self.state_file else [],
+                    extra_files=[
+                        *([STATE_NAME] if self.use_state and not self.state_file else []),
+                        *([LOCK_DIR] if self.lock is not None else []),
+                    ],
                     retries=self.retries,
                 )
             except remote.MlstUnsupported:
@@ -784,10 +880,12 @@ class _Run:
         and the server reads the STOR at once, so that window is left open.
         """
         count = len(self.partial) + len(self.temp_names)
-        if not count:
+        locked = self.lock is not None and self.lock.held
+        if not count and not locked:
             return
-        some = f"{count} unfinished upload" + ("s" if count > 1 else "")
-        self._note(f"stopping: removing {some} from the server")
+        if count:
+            some = f"{count} unfinished upload" + ("s" if count > 1 else "")
+            self._note(f"stopping: removing {some} from the server")
         try:
             async with asyncio.timeout(min(self.config.timeout, 15.0)):
                 session = await self.pool.open_session()
@@ -798,11 +896,13 @@ class _Run:
                         session = await self._remove_partial(session, self.base, self.partial)
                     if self.temp_names:
                         session = await self._remove_temporaries(session)
+                    await self._release_lock(session)
                 finally:
                     await self.pool.close_all()
         except (errors.AsyncMirrorError, TimeoutError) as exc:
             why = exc.user_line() if isinstance(exc, errors.AsyncMirrorError) else "timed out"
-            self._note(f"could not remove the unfinished uploads: {why}")
+            what = "the unfinished uploads" if count else "the deploy lock"
+            self._note(f"could not remove {what}: {why}")
 
     async def _remove_temporaries(self, session: Session) -> Session:
         """Delete temporary uploads that were never renamed (cut connections)."""
@@ -972,6 +1072,19 @@ def _read_file(path: str) -> bytes | None:
 
 def _exists(path: str) -> bool:
     return os.path.exists(path)
+
+
+def _changes_anything(plan: Plan, remote_tree: RemoteTree, state_in_dst: bool) -> bool:
+    """Whether carrying out ``plan`` writes to DST (what the deploy lock guards)."""
+    return bool(
+        plan.uploads
+        or plan.mkdirs
+        or plan.clear_first
+        or plan.delete_files
+        or plan.delete_dirs
+        or not remote_tree.exists
+        or (state_in_dst and STATE_NAME not in remote_tree.files)
+    )
 
 
 def _may_be_unchanged(plan: Plan, remote_tree: RemoteTree) -> bool:

@@ -103,11 +103,12 @@ async def switch(
     *,
     live_exists: bool,
     note: Callable[[str], None],
-) -> None:
+) -> int:
     """Put the staging copy live, with the live DST's server-only ``moves``.
 
-    Raises :class:`~errors.RemoteTargetError` when the switch could not be
-    made; the live site is then as it was (what was moved is moved back).
+    Returns how many of ``moves`` are in the live site now.  Raises
+    :class:`~errors.RemoteTargetError` when the switch could not be made; the
+    live site is then as it was (what was moved is moved back).
     """
     renames = switch_burst(layout, moves, live_exists=live_exists)
     result = await _burst(session, renames)
@@ -116,12 +117,13 @@ async def switch(
         # A server-only path that did not move stayed with the old site, now the
         # previous release: bring it over, or say where it is.
         missed = [p for p, done in zip(moves, result.done[:n], strict=True) if not done]
-        if missed:
-            again = [Rename(f"{layout.prev}/{p}", f"{layout.live}/{p}") for p in missed]
-            repaired = await _burst(session, again)
-            for rename, why in repaired.failed:
-                note(f"server-only {rename.source} stayed in the previous release ({why})")
-        return
+        if not missed:
+            return n
+        again = [Rename(f"{layout.prev}/{p}", f"{layout.live}/{p}") for p in missed]
+        repaired = await _burst(session, again)
+        for rename, why in repaired.failed:
+            note(f"server-only {rename.source} stayed in the previous release ({why})")
+        return n - len(repaired.failed)
     moved = [r for r, done in zip(renames[:n], result.done[:n], strict=True) if done]
     why = result.why[-1] or "not attempted"
     if live_exists and result.done[-2]:
@@ -147,8 +149,11 @@ async def switch(
 
 async def rollback(
     session: Session, layout: Layout, moves: Sequence[str], note: Callable[[str], None]
-) -> None:
-    """Put the previous release back live; the current one becomes the previous."""
+) -> int:
+    """Put the previous release back live; the current one becomes the previous.
+
+    Returns how many of ``moves`` went along.
+    """
     live, prev = await exists(session, [layout.live, layout.prev])
     if not prev:
         raise errors.RemoteTargetError(
@@ -167,12 +172,12 @@ async def rollback(
                 f"the release rolled away from stays in {layout.out} ({result.why[n + 2]}); "
                 f"rename it to {layout.prev} to be able to switch back"
             )
+        stayed = 0
         for rename, done, why in zip(renames[:n], result.done[:n], result.why[:n], strict=True):
             if not done:
-                note(
-                    f"server-only {rename.source} stayed with the release rolled away from ({why})"
-                )
-        return
+                stayed += 1
+                note(f"server-only {rename.source} stayed with the release left ({why})")
+        return n - stayed
     if step_aside:
         await _burst(session, [Rename(layout.out, layout.live)])
     moved = [r for r, done in zip(renames[:n], result.done[:n], strict=True) if done]
@@ -225,8 +230,8 @@ async def rollback_site(
             )
             session = sessions[0] if sessions else await pool.open_session(replacing=True)
             moves = server_only(live, release, release_dirs_of(release))
-        await rollback(session, layout, moves, note)
-        along = f", {len(moves)} server-only paths moved along" if moves else ""
+        moved = await rollback(session, layout, moves, note)
+        along = f", {moved} server-only paths moved along" if moved else ""
         note(
             f"rolled back {layout.live} to the previous release{along}; the release left is "
             f"kept in {layout.prev} (--rollback again switches back)"

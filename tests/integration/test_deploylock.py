@@ -1,4 +1,4 @@
-"""The deploy lock against a real ProFTPD: MKD is the atomic step, the record says who.
+"""The deploy lock against a real ProFTPD: MKD is the atomic step, a name says who.
 
 These drive :class:`DeployLock` over real sessions; the runs' behaviour (two
 ``asyncmirror`` commands started together) is tested with the command itself.
@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sessions import open_session
 
 from asyncmirror import errors
-from asyncmirror.deploylock import HOLDER_FILE, LOCK_DIR, DeployLock, Holder
-from servers.proftpd import ProftpdServer, RemoteDir
+from asyncmirror.deploylock import LOCK_DIR, DeployLock, Holder
+from servers.proftpd import ProftpdServer, RemoteDir, start_proftpd
 
 
 @pytest.fixture
@@ -29,11 +32,17 @@ def dst(proftpd: ProftpdServer, remote_dir: RemoteDir) -> str:
     return f"/{remote_dir.name}" if proftpd.chroot else str(remote_dir.path)
 
 
+def record_of(path: Path) -> Holder:
+    """The holder the lock names on the server's disk (exactly one)."""
+    names = os.listdir(path / LOCK_DIR)
+    assert len(names) == 1, names
+    record = Holder.from_name(names[0])
+    assert record is not None, f"the lock's entry {names[0]!r} is not a holder record"
+    return record
+
+
 def holder_of(path: Path) -> str:
-    """The run id in the lock's record on the server's disk."""
-    record = Holder.decode((path / LOCK_DIR / HOLDER_FILE).read_bytes())
-    assert record is not None, "the lock's record is not readable"
-    return record.run_id
+    return record_of(path).run_id
 
 
 def lock(
@@ -43,12 +52,14 @@ def lock(
     return DeployLock(dst, run_id=run_id, version="0.1.0", note=sink, **kwargs)  # type: ignore[arg-type]
 
 
-def plant(path: Path, holder: Holder, proftpd: ProftpdServer) -> None:
+def plant(path: Path, holder: Holder | None, proftpd: ProftpdServer) -> None:
+    """A lock left by another run (``None``: one that died between its two MKD)."""
     st = proftpd.home.stat()
     (path / LOCK_DIR).mkdir()
-    (path / LOCK_DIR / HOLDER_FILE).write_bytes(holder.encode())
-    for p in (path / LOCK_DIR, path / LOCK_DIR / HOLDER_FILE):
-        os.chown(p, st.st_uid, st.st_gid)
+    os.chown(path / LOCK_DIR, st.st_uid, st.st_gid)
+    if holder is not None:
+        (path / LOCK_DIR / holder.name()).mkdir()
+        os.chown(path / LOCK_DIR / holder.name(), st.st_uid, st.st_gid)
 
 
 async def test_acquire_writes_who_holds_it_and_release_removes_it(
@@ -58,10 +69,10 @@ async def test_acquire_writes_who_holds_it_and_release_removes_it(
     try:
         mine = lock(dst, "run-one")
         await mine.acquire(session)
-        record = json.loads((remote_dir.path / LOCK_DIR / HOLDER_FILE).read_bytes())
-        assert record["run_id"] == "run-one"
-        assert record["pid"] == os.getpid()
-        assert abs(record["started"] - time.time()) < 60
+        record = record_of(remote_dir.path)
+        assert record.run_id == "run-one"
+        assert record.pid == os.getpid()
+        assert abs(record.started - time.time()) < 60
         await mine.release(session)
         assert not (remote_dir.path / LOCK_DIR).exists()
     finally:
@@ -80,10 +91,7 @@ async def test_a_second_run_is_told_who_holds_the_lock(
         assert f"pid {os.getpid()}" in line
         assert "--lock-wait" in line
         assert info.value.exit_code == 1
-        assert (
-            Holder.decode((remote_dir.path / LOCK_DIR / HOLDER_FILE).read_bytes()).run_id
-            == "run-one"
-        )  # type: ignore[union-attr]
+        assert holder_of(remote_dir.path) == "run-one"
     finally:
         await first.quit()
         await second.quit()
@@ -118,9 +126,8 @@ async def test_a_stale_or_broken_lock_is_taken_over_with_a_warning(
     proftpd: ProftpdServer, remote_dir: RemoteDir, dst: str, how: str
 ) -> None:
     age = 4 * 3600 if how == "stale" else 60
-    plant(remote_dir.path, Holder("old-ci", 99, time.time() - age, "0.1.0", "dead-run"), proftpd)
-    if how == "no-record":
-        (remote_dir.path / LOCK_DIR / HOLDER_FILE).unlink()
+    old = Holder("old-ci", 99, time.time() - age, "0.1.0", "dead-run")
+    plant(remote_dir.path, None if how == "no-record" else old, proftpd)
     notes: list[str] = []
     session = await open_session(proftpd)
     try:
@@ -168,3 +175,198 @@ async def test_a_dst_nobody_may_write_to_is_one_clear_error(
         remote_dir.path.chmod(0o755)
     assert "cannot create the deploy lock" in info.value.user_line()
     assert "550" in info.value.user_line()
+
+
+# --- the command: two deploys at once ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProftpdServer]:
+    """ProFTPD taking uploads at 128 KB/s per session: a deploy lasts seconds, not a blink."""
+    server = start_proftpd(tmp_path_factory.mktemp("slow"), extra_config="TransferRate STOR 128")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def site_tree(root: Path) -> dict[str, bytes]:
+    files = {f"page{i}.html": bytes([i]) * 300_000 for i in range(4)}
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return files
+
+
+def command(server: ProftpdServer, src: Path, dst: str, *args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "asyncmirror.cli",
+        str(src),
+        dst,
+        "--no-progress",
+        "--json",
+        *args,
+    ]
+
+
+def env_for(server: ProftpdServer) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FTP_")}
+    env.update(
+        FTP_SERVER=f"{server.host}:{server.port}",
+        FTP_USERNAME=server.user,
+        FTP_PASSWORD=server.password,
+        SSL_CERT_FILE=str(server.ca_file),
+    )
+    return env
+
+
+def one_after_the_other_holds_the_lock(
+    server: ProftpdServer, lock_dir: Path, *argvs: list[str]
+) -> list[subprocess.CompletedProcess[str]]:
+    """Start the first command; once it holds the lock (seen on disk), the second.
+
+    The first then still has seconds of throttled uploads ahead: the second meets
+    its lock whatever the machine's load.
+    """
+
+    def start(argv: list[str]) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            argv,
+            env=env_for(server),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    procs = [start(argvs[0])]
+    deadline = time.monotonic() + 60
+    while not lock_dir.exists() and procs[0].poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert lock_dir.exists(), "the first deploy never took the lock"
+    procs.append(start(argvs[1]))
+    results = []
+    for proc, argv in zip(procs, argvs, strict=True):
+        out, err = proc.communicate(timeout=120)
+        results.append(subprocess.CompletedProcess(argv, proc.returncode, out, err))
+    return results
+
+
+def server_tree(path: Path) -> dict[str, bytes]:
+    return {
+        p.name: p.read_bytes() for p in path.iterdir() if p.is_file() and p.name.endswith(".html")
+    }
+
+
+def test_two_deploys_started_together_one_deploys_the_other_names_the_holder(
+    slow: ProftpdServer, tmp_path: Path
+) -> None:
+    files = site_tree(tmp_path / "site")
+    dst = "www-race"
+    first, second = one_after_the_other_holds_the_lock(
+        slow,
+        slow.home / dst / LOCK_DIR,
+        command(slow, tmp_path / "site", dst),
+        command(slow, tmp_path / "site", dst),
+    )
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 1, second.stderr
+    assert "another deploy to this DST is running: host " in second.stderr, second.stderr
+    assert "(pid " in second.stderr  # names the holder's process
+    assert "--lock-wait" in second.stderr
+    assert json.loads(second.stdout or "{}") == {}, "the refused run must report nothing done"
+    assert server_tree(slow.home / dst) == files
+    assert not (slow.home / dst / LOCK_DIR).exists(), "the lock must be released"
+
+
+def test_with_lock_wait_the_second_deploy_waits_and_nothing_is_uploaded_twice(
+    slow: ProftpdServer, tmp_path: Path
+) -> None:
+    files = site_tree(tmp_path / "site")
+    dst = "www-wait"
+    runs = one_after_the_other_holds_the_lock(
+        slow,
+        slow.home / dst / LOCK_DIR,
+        command(slow, tmp_path / "site", dst, "--lock-wait", "60"),
+        command(slow, tmp_path / "site", dst, "--lock-wait", "60"),
+    )
+    assert [r.returncode for r in runs] == [0, 0], [r.stderr for r in runs]
+    uploads = [json.loads(r.stdout)["uploaded"] for r in runs]
+    # The waiting run read DST again once it had the lock: everything was there.
+    assert uploads == [len(files), 0], uploads
+    waiter = runs[1]
+    assert "waiting up to 60 s for the deploy lock" in waiter.stderr, waiter.stderr
+    assert server_tree(slow.home / dst) == files
+    assert not (slow.home / dst / LOCK_DIR).exists()
+
+
+def test_a_stale_lock_is_taken_over_and_a_dry_run_takes_none(
+    proftpd: ProftpdServer, remote_dir: RemoteDir, dst: str, tmp_path: Path
+) -> None:
+    files = site_tree(tmp_path / "site")
+    live = Holder("ci-elsewhere", 4242, time.time() - 60, "0.1.0", "busy-run")
+    plant(remote_dir.path, live, proftpd)
+    dry = subprocess.run(
+        command(proftpd, tmp_path / "site", dst, "--dry-run"),
+        env=env_for(proftpd),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert holder_of(remote_dir.path) == "busy-run"  # untouched by a dry run
+
+    held = subprocess.run(
+        command(proftpd, tmp_path / "site", dst),
+        env=env_for(proftpd),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert held.returncode == 1, held.stderr
+    assert "host ci-elsewhere (pid 4242)" in held.stderr, held.stderr
+    assert server_tree(remote_dir.path) == {}
+
+    taken = subprocess.run(
+        command(proftpd, tmp_path / "site", dst, "--lock-stale", "30"),
+        env=env_for(proftpd),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert taken.returncode == 0, taken.stderr
+    assert "taking over the deploy lock (older than --lock-stale 30 s)" in taken.stderr
+    assert server_tree(remote_dir.path) == files
+    assert not (remote_dir.path / LOCK_DIR).exists()
+
+
+def test_two_deploys_started_at_once_to_a_new_dst_upload_each_file_once(
+    slow: ProftpdServer, tmp_path: Path
+) -> None:
+    files = site_tree(tmp_path / "site")
+    dst = "www-new"
+    argv = command(slow, tmp_path / "site", dst, "--lock-wait", "60")
+    procs = [
+        subprocess.Popen(
+            argv,
+            env=env_for(slow),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
+    # However they overlap (both creating DST, one waiting for the other's lock, or
+    # one done before the other starts), each file goes up exactly once.
+    uploads = sorted(json.loads(out)["uploaded"] for out, _ in outs)
+    assert uploads == [0, len(files)], uploads
+    assert server_tree(slow.home / dst) == files
+    assert not (slow.home / dst / LOCK_DIR).exists()

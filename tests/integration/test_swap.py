@@ -60,10 +60,11 @@ def give_to_ftp_user(root: Path, home: Path) -> None:
 def read_tree(root: Path | int) -> dict[str, bytes]:
     """Every file under ``root`` (a path, or a directory descriptor), own files left out."""
     out: dict[str, bytes] = {}
-    for dirpath, _dirs, files, dirfd in os.fwalk(
+    for dirpath, dirs, files, dirfd in os.fwalk(
         "." if isinstance(root, int) else root, dir_fd=root if isinstance(root, int) else None
     ):
         rel_dir = os.path.normpath(os.path.relpath(dirpath, "." if isinstance(root, int) else root))
+        dirs[:] = [d for d in dirs if not d.startswith(".htasyncmirror")]  # the deploy lock
         for name in files:
             if name.startswith((".htasyncmirror", ".asyncmirror")):
                 continue

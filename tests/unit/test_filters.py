@@ -24,6 +24,7 @@ import pytest
 from asyncmirror.errors import UsageError
 from asyncmirror.filters import (
     LFTP_DEFAULT_EXCLUDE_REGEX,
+    LOCK_DIR,
     STATE_FILE_NAME,
     TEMP_PREFIX,
     FilterSet,
@@ -229,6 +230,10 @@ def test_default_exclude_regex_is_lftps() -> None:
         ("a/b/" + TEMP_PREFIX + "x", True),
         ("a/b/x" + TEMP_PREFIX, False),
         (TEMP_PREFIX.rstrip("-"), False),
+        (LOCK_DIR, True),
+        (LOCK_DIR + "/.htholder.json", True),
+        ("a/" + LOCK_DIR, False),
+        (LOCK_DIR + "-not", False),
         ("a.txt", False),
     ],
 )
