@@ -493,6 +493,55 @@ def _server_config(
     )
 
 
+class StoppedBySignal(Exception):
+    """SIGTERM or SIGHUP stopped the run (after its clean-up, as Ctrl-C does)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        import signal
+
+        return signal.Signals(self.signum).name
+
+
+async def _stoppable(coro: Any) -> Any:
+    """Await ``coro``; SIGTERM (docker stop, a CI cancel) and SIGHUP (a closed terminal)
+    cancel it as Ctrl-C does, so a stop removes what it cut instead of killing the
+    process with half-written files on the server.  A second signal skips that clean-up.
+    """
+    import asyncio
+    import signal
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        received.append(signum)
+        if task is not None:
+            task.cancel()
+
+    handled = []
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            loop.add_signal_handler(sig, stop, sig)
+            handled.append(sig)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - not on Windows
+            pass
+    try:
+        return await coro
+    except asyncio.CancelledError:
+        if received:
+            raise StoppedBySignal(received[0]) from None
+        raise
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+
+
 def run_async(coro: Any) -> Any:
     """Run on uvloop when it is installed: its faster I/O shows with many small files."""
     import asyncio
@@ -500,9 +549,9 @@ def run_async(coro: Any) -> Any:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency where supported
-        return asyncio.run(coro)
+        return asyncio.run(_stoppable(coro))
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
+        return runner.run(_stoppable(coro))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -538,6 +587,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("asyncmirror: interrupted", file=stderr)
         return 130
+    except StoppedBySignal as stop:
+        print(f"asyncmirror: stopped by {stop.name}", file=stderr)
+        return 128 + stop.signum
     except Exception as exc:  # a bug: still one line unless --debug
         if args.debug:
             traceback.print_exc(file=stderr)
