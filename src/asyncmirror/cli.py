@@ -96,8 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(or --host/--user, ~/.netrc, a prompt). `asyncmirror demo` runs a local demonstration.",
     )
     p.add_argument("--version", action=_Version)
-    p.add_argument("src", metavar="SRC", help="local directory to upload")
-    p.add_argument("dst", metavar="DST", help="remote directory, or ftps://user@host:port/path")
+    # Optional only for --doctor (main() checks): "asyncmirror --doctor [SRC] [DST]".
+    p.add_argument("src", metavar="SRC", nargs="?", help="local directory to upload")
+    p.add_argument(
+        "dst", metavar="DST", nargs="?", help="remote directory, or ftps://user@host:port/path"
+    )
     p.add_argument(
         "-j",
         "--jobs",
@@ -185,6 +188,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TZ",
         default="UTC",
         help="time zone of LIST times on servers without MLSD (e.g. Asia/Tokyo)",
+    )
+    g = p.add_argument_group("diagnosis")
+    g.add_argument(
+        "--doctor",
+        action="store_true",
+        help="probe the server (TLS, passive mode, commands, limits, clock) and print what "
+        "it found and the flags it recommends; changes nothing (DST optional, SRC for a "
+        "time estimate)",
+    )
+    g.add_argument(
+        "--max-probe",
+        type=int,
+        metavar="N",
+        help="with --doctor: open at most N sessions to find a connection limit (default -j)",
     )
     g = p.add_argument_group("output")
     g.add_argument(
@@ -432,9 +449,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     stderr = sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)  # argparse exits 2 with a usage line on bad options
+    if args.doctor:
+        from .doctorcommand import split_positionals
+
+        split_positionals(args)
+    elif args.src is None or args.dst is None:
+        parser.error("the following arguments are required: SRC, DST")
     early: list[EarlyConnection] = []
     try:
         target = resolve_target(args, dict(os.environ), stdin_tty=sys.stdin.isatty())
+        if args.doctor:
+            from .doctorcommand import doctor_main
+
+            return doctor_main(args, target, sys.stdout, stderr)
         early = [
             EarlyConnection(target.host, target.port, args.timeout)
             for _ in range(_sure_sessions(args))

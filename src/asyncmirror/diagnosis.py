@@ -81,6 +81,8 @@ class Findings:
     #: Verifies with the default trust store (no --ca-file / --fingerprint).
     trusted_by_default: bool | None = None
     trust_error: str = ""
+    #: The user already told us whom to trust (--ca-file or --fingerprint).
+    trust_given: bool = False
     tls13: bool | None = None
     tls12: bool | None = None
     session_reuse_required: bool | None = None
@@ -155,7 +157,7 @@ def recommended_flags(f: Findings) -> list[str]:
     flags: list[str] = []
     if f.connection_limit is not None and f.connection_limit < f.jobs:
         flags.append(f"-j {max(1, f.connection_limit)}")
-    if f.trusted_by_default is False and f.certificate is not None:
+    if f.trusted_by_default is False and f.certificate is not None and not f.trust_given:
         flags.append(f"--fingerprint SHA256:{f.certificate.fingerprint.upper()}")
     if f.mlsd is False and f.mlst is False and f.list_utc_offset:
         zone = _etc_zone(f.list_utc_offset)
@@ -180,6 +182,11 @@ def _seconds(value: float) -> str:
     if value < 120:
         return f"{value:.0f} s"
     return f"{value / 60:.0f} min"
+
+
+def _milliseconds(seconds: float) -> str:
+    ms = seconds * 1000
+    return f"{ms:.1f} ms" if ms < 10 else f"{ms:.0f} ms"
 
 
 def _size(n: int) -> str:
@@ -263,11 +270,12 @@ def rows(f: Findings, now: float) -> list[tuple[str, str]]:
     else:
         limit = f"no limit up to {f.connections_tried}" if f.connections_tried else "?"
     out.append(("connections", limit))
-    out.append(("round trip", "?" if f.rtt is None else f"{f.rtt * 1000:.0f} ms"))
+    out.append(("round trip", "?" if f.rtt is None else _milliseconds(f.rtt)))
     if f.clock_skew is None:
         out.append(("clock skew", "?"))
     else:
-        skew = f"{f.clock_skew:+.0f} s"
+        whole = round(f.clock_skew)
+        skew = f"{whole:+d} s" if whole else "0 s"
         if abs(f.clock_skew) >= SKEW_WARNING:
             skew += " (large: times compare wrong)"
         out.append(("clock skew", skew))

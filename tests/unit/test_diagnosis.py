@@ -65,6 +65,7 @@ def healthy(**changes: object) -> Findings:
         ({"connection_limit": 3}, ["-j 3"]),
         ({"connection_limit": 8}, []),  # the limit is -j itself: nothing to change
         ({"trusted_by_default": False}, [f"--fingerprint SHA256:{FP.upper()}"]),
+        ({"trusted_by_default": False, "trust_given": True}, []),  # --ca-file given already
         (
             {"mlsd": False, "mlst": False, "list_utc_offset": 9.0},
             ["--remote-timezone Etc/GMT-9"],
@@ -165,6 +166,9 @@ def table_rows(f: Findings) -> dict[str, str]:
         ({"connection_limit": 3, "limit_reply": "530 Sorry"}, "connections", "limit 3 (530 Sorry)"),
         ({}, "connections", "no limit up to 8"),
         ({}, "round trip", "50 ms"),
+        ({"rtt": 0.0004}, "round trip", "0.4 ms"),
+        ({}, "clock skew", "0 s"),
+        ({"clock_skew": 2.6}, "clock skew", "+3 s"),
         ({"clock_skew": -75.2}, "clock skew", "-75 s (large: times compare wrong)"),
         ({}, "DST writable", "yes (/www)"),
         (
