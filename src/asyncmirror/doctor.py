@@ -317,10 +317,18 @@ class _Doctor:
         if remote is not None:
             f.clock_skew = remote - local
         if f.list_:
-            # The file itself: a directory's LIST hides dotfiles on ProFTPD and vsftpd.
-            listing = await self.fetch(f"LIST {path}")
+            # ProFTPD and vsftpd hide dotfiles unless asked with -a; stock
+            # pyftpdlib takes "-a path" for a path (550) but shows dotfiles anyway.
+            try:
+                listing = await self.fetch(f"LIST -a {path}")
+            except errors.ReplyError:
+                listing = b""
+            if name.encode() not in listing:
+                listing = await self.fetch(f"LIST {path}")
             now = datetime.now(UTC)
             for line in listing.decode("utf-8", errors="replace").splitlines():
+                if line.endswith(path):  # some servers print the path as asked
+                    line = line[: -len(path)] + name
                 entry = parse_list_line(line, now=now, tz=UTC)
                 if entry is not None and entry.name == name and entry.mtime is not None:
                     truth = remote if remote is not None else local
