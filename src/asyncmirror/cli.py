@@ -453,8 +453,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .doctorcommand import split_positionals
 
         split_positionals(args)
-    elif args.src is None or args.dst is None:
-        parser.error("the following arguments are required: SRC, DST")
+    elif args.src is None or args.dst is None:  # as argparse says it when both are required
+        missing = ", ".join(n for n, v in (("SRC", args.src), ("DST", args.dst)) if v is None)
+        parser.error(f"the following arguments are required: {missing}")
     early: list[EarlyConnection] = []
     try:
         target = resolve_target(args, dict(os.environ), stdin_tty=sys.stdin.isatty())

@@ -219,11 +219,24 @@ async def test_list_time_zone_is_guessed(tokyo: PyftpdServer) -> None:
     assert recommended_flags(f) == ["--remote-timezone Etc/GMT-9"]
 
 
+async def test_untrusted_certificate_is_described_without_logging_in(
+    masqueraded: PyftpdServer,
+) -> None:
+    config = config_for(masqueraded)._replace(tls=TLSPolicy())  # no --ca-file
+    f = await diagnose(config, DST, jobs=2)
+    assert f.logged_in is False
+    assert f.trusted_by_default is False
+    assert f.certificate is not None
+    assert (f.tls13, f.tls12) == (True, True)
+    assert [c.verb for c in masqueraded.snapshot_commands() if c.verb in ("USER", "PASS")] == []
+    assert f.digests is None  # not found out: "?" in the table, not "none"
+
+
 # --- the command -------------------------------------------------------------------------
 
 
 def run_doctor(
-    server: Any, *args: str, password: str | None = None
+    server: Any, *args: str, password: str | None = None, ca_file: bool = True
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FTP_")}
     env.update(
@@ -231,7 +244,9 @@ def run_doctor(
         FTP_USERNAME=server.user,
         FTP_PASSWORD=server.password if password is None else password,
     )
-    argv = [sys.executable, "-m", "asyncmirror.cli", "--doctor", "--ca-file", str(server.ca_file)]
+    argv = [sys.executable, "-m", "asyncmirror.cli", "--doctor"]
+    if ca_file:
+        argv += ["--ca-file", str(server.ca_file)]
     return subprocess.run(
         [*argv, "--timeout", str(TIMEOUT), *args],
         env=env,
@@ -281,6 +296,19 @@ def test_command_without_dst_probes_the_home(masqueraded: PyftpdServer) -> None:
     assert data["writable"] is True
     assert data["connection_limit"] is None
     assert leftovers(masqueraded.home) == []
+
+
+def test_command_exits_3_but_reports_an_untrusted_certificate(
+    masqueraded: PyftpdServer,
+) -> None:
+    done = run_doctor(masqueraded, DST, "--json", ca_file=False)
+    assert done.returncode == 3
+    data = json.loads(done.stdout)
+    assert data["logged_in"] is False
+    assert data["tls"]["certificate"]["sha256"]
+    assert data["recommended_flags"] == [
+        "--fingerprint SHA256:" + data["tls"]["certificate"]["sha256"].upper()
+    ]
 
 
 def test_command_exits_3_when_the_login_is_refused(masqueraded: PyftpdServer) -> None:
