@@ -162,6 +162,16 @@ def tokyo(tmp_path: Path) -> Iterator[PyftpdServer]:
         server.stop()
 
 
+@pytest.fixture
+def filtered(tmp_path: Path) -> Iterator[PyftpdServer]:
+    server = start_pyftpd(tmp_path, refuse_data=True)
+    make_dst(server.home)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 # --- the facts ---------------------------------------------------------------------------
 
 
@@ -230,6 +240,17 @@ async def test_untrusted_certificate_is_described_without_logging_in(
     assert (f.tls13, f.tls12) == (True, True)
     assert [c.verb for c in masqueraded.snapshot_commands() if c.verb in ("USER", "PASS")] == []
     assert f.digests is None  # not found out: "?" in the table, not "none"
+
+
+def test_foreign_ip_filter_pattern(filtered: PyftpdServer) -> None:
+    before = listing(filtered.home / DST)
+    done = run_doctor(filtered, DST, "-j", "2")
+    assert done.returncode == 0, done.stderr  # the login worked
+    assert "REFUSED (login works, data does not" in done.stdout
+    assert "allow this machine's address" in done.stdout
+    assert listing(filtered.home / DST) == before
+    verbs = [c.verb for c in filtered.snapshot_commands()]
+    assert "STOR" not in verbs  # nothing tried on DST once data is known refused
 
 
 # --- the command -------------------------------------------------------------------------
