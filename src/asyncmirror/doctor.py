@@ -383,6 +383,11 @@ class _Doctor:
         if not (t13.ok or t12.ok):
             self.note(f"TLS 1.3: {t13.error}; TLS 1.2: {t12.error}")
 
+    async def close_extra(self) -> None:
+        """Give back the limit probe's sessions: a reopened main session needs a slot."""
+        extra, self.extra = self.extra, []
+        await asyncio.gather(*(s.quit() for s in extra))
+
     async def close(self) -> None:
         sessions = [*self.extra, *([self.main] if self.main is not None else [])]
         self.extra, self.main = [], None
@@ -421,6 +426,7 @@ async def diagnose(
         )
         await doctor.attempt("passive mode", doctor.passive_mode)
         await doctor.attempt("data connections", doctor.data_connections)
+        await doctor.close_extra()
         if findings.data_refused:
             findings.notes.append(
                 "the server accepts the login but refuses every data connection: "
