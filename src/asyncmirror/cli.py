@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(or --host/--user, ~/.netrc, a prompt). `asyncmirror demo` runs a local demonstration.",
     )
     p.add_argument("--version", action=_Version)
+    # Optional for --rollback DST and --doctor [SRC] [DST]: parse_args() checks.
     p.add_argument("src", metavar="SRC", nargs="?", help="local directory to upload")
     p.add_argument(
         "dst", metavar="DST", nargs="?", help="remote directory, or ftps://user@host:port/path"
@@ -217,6 +218,20 @@ def build_parser() -> argparse.ArgumentParser:
         default="UTC",
         help="time zone of LIST times on servers without MLSD (e.g. Asia/Tokyo)",
     )
+    g = p.add_argument_group("diagnosis")
+    g.add_argument(
+        "--doctor",
+        action="store_true",
+        help="probe the server (TLS, passive mode, commands, limits, clock) and print what "
+        "it found and the flags it recommends; changes nothing (DST optional, SRC for a "
+        "time estimate)",
+    )
+    g.add_argument(
+        "--max-probe",
+        type=int,
+        metavar="N",
+        help="with --doctor: open at most N sessions to find a connection limit (default -j)",
+    )
     g = p.add_argument_group("output")
     g.add_argument(
         "-v",
@@ -236,8 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
-    """Parse ``argv``; SRC and DST are both required, except ``--rollback DST``."""
+    """Parse ``argv``; SRC and DST are both required, except for ``--rollback DST`` and
+    ``--doctor [SRC] [DST]``."""
     args = parser.parse_args(argv)
+    if args.doctor:
+        from .doctorcommand import split_positionals
+
+        split_positionals(args)
+        return args
     if args.rollback:
         if args.dst is None:
             args.src, args.dst = None, args.src
@@ -567,6 +588,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     early: list[EarlyConnection] = []
     try:
         target = resolve_target(args, dict(os.environ), stdin_tty=sys.stdin.isatty())
+        if args.doctor:
+            from .doctorcommand import doctor_main
+
+            return doctor_main(args, target, sys.stdout, stderr)
         early = [
             EarlyConnection(target.host, target.port, args.timeout)
             for _ in range(_sure_sessions(args))

@@ -372,6 +372,7 @@ def start_proftpd(
     passive_range_size: int = _DEFAULT_PASSIVE_RANGE_SIZE,
     debug_level: int = 1,
     start_timeout: float = _START_TIMEOUT,
+    extra_modules: Sequence[str] = (),
 ) -> ProftpdServer:
     """Write a config under ``workdir`` and start ProFTPD in the foreground.
 
@@ -380,7 +381,8 @@ def start_proftpd(
 
     ``masquerade_address`` is put in PASV replies (and in the certificate), for a proxy
     in front of the server. ``max_clients`` sets ``MaxClients``/``MaxClientsPerUser``.
-    ``extra_config`` is appended verbatim to the configuration.
+    ``extra_config`` is appended verbatim to the configuration; ``extra_modules``
+    (``"mod_digest.c"``) are loaded besides mod_tls.
     """
     binary = proftpd_binary()
     reason = proftpd_unavailable_reason()
@@ -452,7 +454,11 @@ def start_proftpd(
     system_log = workdir / "proftpd.log"
     config_file = workdir / "proftpd.conf"
 
-    load_lines, missing = _module_lines(binary, ["mod_tls.c", "mod_site_misc.c"])
+    load_lines, missing = _module_lines(binary, ["mod_tls.c", "mod_site_misc.c", *extra_modules])
+    if set(extra_modules) & set(missing):
+        raise ProftpdStartError(
+            f"ProFTPD modules missing: {sorted(set(extra_modules) & set(missing))}"
+        )
     if "mod_tls.c" in missing:  # pragma: no cover - checked by proftpd_unavailable_reason
         raise ProftpdStartError(f"mod_tls is missing; {INSTALL_HINT}")
 

@@ -11,6 +11,9 @@ They require TLS on the control and the data connections (``tls_control_required
 * ``masquerade_address``: the address put in ``PASV`` replies (an unroutable one shows
   whether the client dials it instead of the control connection's peer);
 * ``pbsz_requires_login=True``: ``PBSZ``/``PROT`` before ``USER``/``PASS`` answer ``530``;
+* ``refuse_data=True``: every data connection is refused as if it came from a foreign
+  address (``425 Rejected data connection from foreign address``), as hosts that filter
+  data connections by client IP do while the login works;
 * ``list_accepts_options=True``: ``LIST -a PATH`` lists PATH, as ProFTPD, vsftpd and
   pure-ftpd do. Stock pyftpdlib only understands a bare ``LIST -a``: it takes
   ``-a PATH`` for a path (``550``).
@@ -122,6 +125,7 @@ def start_pyftpd(
     pbsz_requires_login: bool = False,
     list_accepts_options: bool = False,
     passive_range_size: int = 40,
+    refuse_data: bool = False,
 ) -> PyftpdServer:
     """Start a pyftpdlib FTPS server on a thread; ``stop()`` it when done."""
     with warnings.catch_warnings():
@@ -200,6 +204,17 @@ def start_pyftpd(
             with server_record.lock:
                 server_record.received.append(Path(rel).as_posix())
 
+    if refuse_data:
+        from pyftpdlib.handlers.ftp.dispatchers import PassiveDTP
+
+        class ForeignFilter(PassiveDTP):  # type: ignore[misc]
+            def handle_accepted(self, sock: Any, addr: Any) -> None:
+                sock.close()  # pyftpdlib's own answer to a foreign address, for every one
+                self.cmd_channel.respond_w_warning(
+                    f"425 Rejected data connection from foreign address {addr[0]}:{addr[1]}."
+                )
+
+        Handler.passive_dtp = ForeignFilter
     Handler.proto_cmds = proto_cmds
     Handler.authorizer = authorizer
     Handler.abstracted_fs = ZoneFS
