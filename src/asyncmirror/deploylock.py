@@ -201,9 +201,11 @@ class DeployLock:
             session.check(f"MKD {self.dir}", reply, "5")  # a 4xx is raised: retried
             holder, exists = await self._look(session)
             if not exists:
+                base = self.dir.rpartition("/")[0] or "/"
                 raise errors.RemoteTargetError(
-                    f"cannot create the deploy lock {self.dir} ({reply.code} {reply.text})",
-                    hint="check that DST is a directory the FTP user may write to",
+                    f"cannot write to DST {base}: the server refused to create the deploy "
+                    f"lock in it ({reply.code} {reply.text})",
+                    hint="DST must be a directory the FTP user may write to",
                 )
             contended = True
             now = time.time()

@@ -173,7 +173,7 @@ async def test_a_dst_nobody_may_write_to_is_one_clear_error(
     finally:
         await session.quit()
         remote_dir.path.chmod(0o755)
-    assert "cannot create the deploy lock" in info.value.user_line()
+    assert f"cannot write to DST {dst}" in info.value.user_line()
     assert "550" in info.value.user_line()
 
 
@@ -370,3 +370,40 @@ def test_two_deploys_started_at_once_to_a_new_dst_upload_each_file_once(
     assert uploads == [0, len(files)], uploads
     assert server_tree(slow.home / dst) == files
     assert not (slow.home / dst / LOCK_DIR).exists()
+
+
+@pytest.mark.parametrize("what", ["a file", "read-only", "below a file"])
+def test_a_dst_that_cannot_take_uploads_is_one_fatal_line_before_any_upload(
+    proftpd: ProftpdServer, remote_dir: RemoteDir, tmp_path: Path, what: str
+) -> None:
+    site_tree(tmp_path / "site")
+    st = proftpd.home.stat()
+    dst = remote_dir.name
+    if what == "read-only":
+        remote_dir.path.mkdir(mode=0o555)
+        remote_dir.path.chmod(0o555)  # whatever the umask
+    else:
+        remote_dir.path.write_bytes(b"a file where DST should be\n")
+        os.chown(remote_dir.path, st.st_uid, st.st_gid)
+        if what == "below a file":
+            dst += "/www"
+    before = len(proftpd.stored_paths())
+    try:
+        run = subprocess.run(
+            command(proftpd, tmp_path / "site", dst),
+            env=env_for(proftpd),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        if what == "read-only":
+            remote_dir.path.chmod(0o755)
+    assert run.returncode == 3, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    shown = f"/{dst}" if proftpd.chroot else str(proftpd.home / dst)
+    assert lines[0].startswith(f"asyncmirror: error: cannot write to DST {shown}"), lines[0]
+    assert "DST must be a directory the FTP user may write to" in lines[0]
+    assert len(proftpd.stored_paths()) == before, "nothing may be uploaded"
