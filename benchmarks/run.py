@@ -60,11 +60,20 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(REPO / "tests"))  # tests/servers: the real-ProFTPD helper
 
-import treegen  # noqa: E402
-from servers.proftpd import ProftpdServer, start_proftpd  # noqa: E402
+if __name__ == "__main__" and not __package__:
+    # Started as `python3 benchmarks/run.py`: the benchmark imports `benchmarks` and
+    # `tests.servers` by name, so run it again as `python3 -m benchmarks.run` with the
+    # repository on the import path (the children inherit that; it holds no asyncmirror).
+    _path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    os.execve(
+        sys.executable,
+        [sys.executable, "-m", "benchmarks.run", *sys.argv[1:]],
+        {**os.environ, "PYTHONPATH": _path},
+    )
+
+from benchmarks import treegen  # noqa: E402
+from tests.servers.proftpd import ProftpdServer, start_proftpd  # noqa: E402
 
 TOOLS = ("asyncmirror", "lftp")
 PROXY_HOST = "127.0.0.2"

@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-from sessions import open_session
 
 from asyncmirror import errors
 from asyncmirror.deploylock import HOLDER_FILE, LOCK_DIR, DeployLock, Holder
-from servers.proftpd import ProftpdServer, RemoteDir
+from tests.integration.sessions import open_session
+from tests.servers.proftpd import ProftpdServer, RemoteDir
 
 
 @pytest.fixture
