@@ -65,8 +65,10 @@ class Bench:
             args.scale_files,
             args.timeout,
             args.large_repeat,
+            args.startup_files,
+            args.startup_repeat,
         )
-        name_scenarios(args.large_count, args.large_mib, args.scale_files)
+        name_scenarios(args.large_count, args.large_mib, args.scale_files, args.startup_files)
         self.samples: list[Sample] = []
         self.notes: list[str] = []
         self.planner: dict[str, Any] = {}
@@ -124,8 +126,10 @@ class Bench:
         self.large_src.mkdir()
         for i in range(a.large_count):
             p = self.large_src / f"large-{i + 1}.bin"
-            p.write_bytes(treegen.file_content(a.seed, 10_000_000 + i, a.large_mib * MIB))
+            treegen.write_content(p, a.seed, 10_000_000 + i, a.large_mib * MIB)
             os.utime(p, (treegen.BASE_MTIME, treegen.BASE_MTIME))
+        if a.startup_files:
+            self.startup = treegen.generate(self.work / "startup", a.startup_files, a.seed)
 
         self.say("starting ProFTPD (wan: behind the delay proxy; direct: no delay)")
         self.wan, self.proxy = start_wan(
@@ -164,7 +168,9 @@ class Bench:
         upload_bytes: int,
         via_proxy: bool,
         dry_run: bool = False,
+        record: bool = True,
     ) -> Sample:
+        """Run ``tool`` once, check nothing, and return (with ``record``: keep) the sample."""
         host, port = (PROXY_HOST, server.port) if via_proxy else (server.host, server.port)
         log = self.logs / f"{scenario}-{tool}-r{rep}.log"
         before = stor_counts(server, name)
@@ -213,9 +219,10 @@ class Bench:
             server_cpu,
             other_cpu,
         )
-        self.samples.append(sample)
+        if record:
+            self.samples.append(sample)
         self.say(
-            f"  {SCENARIOS[scenario]:<36} {tool:<11} {sample.wall:7.2f} s  "
+            f"  {SCENARIOS[scenario] if record else 'set-up':<36} {tool:<11} {sample.wall:7.2f} s  "
             f"cpu {sample.cpu:6.2f} s  rss {sample.rss_mb:6.1f} MB  uploads {sample.stors}"
         )
         return sample

@@ -76,11 +76,22 @@ def write_results(
         "exclude with `-X '.*' -X '.*/'`)",
         f"- Emulated round trip: {p.rtt:g} ms (userspace delay proxy on {PROXY_HOST}, "
         + ("TCP handshake charged one round trip" if p.connect_delay else "no handshake delay")
-        + "); large files and scale runs: loopback, no added delay",
+        + "); "
+        + ("start-up, " if p.startup_files else "")
+        + "large files and scale runs: loopback, no added delay",
         f"- Parallelism: asyncmirror `-j {p.jobs}`, lftp `mirror -P {p.jobs}`",
         f"- Repeats: {p.repeat} (medians reported; tools alternate who goes first); "
-        f"large files: {p.large_repeat or p.repeat}",
+        f"large files: {p.large_repeat or p.repeat}"
+        + (f"; start-up: {p.startup_repeat or p.repeat}" if p.startup_files else ""),
         f"- Large files: {p.large_count} × {p.large_mib} MiB",
+        *(
+            [
+                f"- Start-up: an unchanged rerun of a {p.startup_files}-file tree on loopback "
+                "(start, log in, list, nothing to upload, exit); its first upload is not timed"
+            ]
+            if p.startup_files
+            else []
+        ),
         f"- Work directory (trees, server homes): {bench.info.get('workdir_fs', 'unknown')}; "
         f"the server's sessions are gone and {SETTLE:g} s have passed before each run starts; "
         "asyncmirror runs byte-compiled, as `pip install` leaves it",

@@ -18,13 +18,17 @@ SCENARIOS: dict[str, str] = {
     "first": "First upload",
     "unchanged": "Unchanged rerun",
     "changed": "Rerun, 1% changed",
-    "large": "Large files (2 × 64 MiB, no delay)",
+    "startup": "Start-up, 10 files (no delay)",
+    "large": "Large files (2 × 512 MiB, no delay)",
     "dryrun": "Dry run, 100k files (no delay)",
 }
 
 
-def name_scenarios(large_count: int, large_mib: int, scale_files: int) -> None:
-    """Label the large-file and dry-run scenarios with the sizes this run used."""
+def name_scenarios(
+    large_count: int, large_mib: int, scale_files: int, startup_files: int = 10
+) -> None:
+    """Label the start-up, large-file and dry-run scenarios with the sizes this run used."""
+    SCENARIOS["startup"] = f"Start-up, {startup_files} files (no delay)"
     SCENARIOS["large"] = f"Large files ({large_count} × {large_mib} MiB, no delay)"
     scale = f"{scale_files // 1000}k" if scale_files % 1000 == 0 else str(scale_files)
     SCENARIOS["dryrun"] = f"Dry run, {scale} files (no delay)"
@@ -70,6 +74,8 @@ class Params:
     scale_files: int
     timeout: float
     large_repeat: int = 0  # 0: as many as ``repeat`` (results.json from before the option)
+    startup_files: int = 0  # 0: not run (results.json from before the scenario)
+    startup_repeat: int = 0
 
 
 def median_of(samples: list[Sample], tool: str, scenario: str) -> dict[str, float] | None:

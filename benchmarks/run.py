@@ -11,7 +11,7 @@ One command, self-contained and self-cleaning (see benchmarks/README.md):
    connections): "wan", whose ``MasqueradeAddress`` is the delay proxy
    (``delayproxy.py`` on 127.0.0.2, forwarding the control port and the whole passive
    range with ``--rtt`` ms added), and "direct" (loopback, no added delay) for the
-   large-file and scale runs;
+   start-up, large-file and scale runs;
 3. runs asyncmirror (its CLI, ``-j 8``) and lftp (``mirror -R --only-newer -P 8``) one
    after the other against the same server, into different directories, and checks
    every server tree byte for byte against the source after every run;
@@ -91,13 +91,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("-j", "--jobs", type=int, default=8, help="parallel connections, both tools (8)")
     p.add_argument("--large-count", type=int, default=2, help="large files (2; 0 skips)")
-    p.add_argument("--large-mib", type=int, default=64, help="size of each large file (64 MiB)")
+    p.add_argument("--large-mib", type=int, default=512, help="size of each large file (512 MiB)")
     p.add_argument(
         "--large-repeat",
         type=int,
         default=9,
         metavar="K",
-        help="runs of the large-file scenario, which is short and noisy (9)",
+        help="runs of the large-file scenario, which is noisy (9)",
+    )
+    p.add_argument(
+        "--startup-files",
+        type=int,
+        default=10,
+        help="files in the start-up scenario's tree (10; 0 skips)",
+    )
+    p.add_argument(
+        "--startup-repeat",
+        type=int,
+        default=9,
+        metavar="K",
+        help="runs of the start-up scenario, which is short and noisy (9)",
     )
     p.add_argument(
         "--scale-files",
@@ -155,7 +168,7 @@ def render_from_json(path: Path, out: Path) -> int:
     samples = [Sample(**{k: v for k, v in s.items() if k in fields}) for s in raw["samples"]]
     info = raw["info"]
     params = Params(**raw["params"])
-    name_scenarios(params.large_count, params.large_mib, params.scale_files)
+    name_scenarios(params.large_count, params.large_mib, params.scale_files, params.startup_files)
     bench = Rendered(
         params,
         info,
