@@ -215,6 +215,17 @@ def file_content(seed: int, index: int, size: int, generation: int = 0) -> bytes
     )
 
 
+def write_content(path: Path, seed: int, index: int, size: int) -> None:
+    """Write :func:`file_content` to ``path`` a piece at a time (large files: no 2× copy)."""
+    rng = random.Random(f"asyncmirror-content:{seed}:{index}:0")
+    with open(path, "wb") as f:
+        if size <= _CONTENT_PIECE:
+            f.write(rng.randbytes(size))
+            return
+        for start in range(0, size, _CONTENT_PIECE):
+            f.write(rng.randbytes(min(_CONTENT_PIECE, size - start)))
+
+
 def hidden_entries(dirs: Sequence[str]) -> list[tuple[str, bytes]]:
     """Dot files a real site tree carries; excluded by -X '.*' -X '.*/'."""
     out = [

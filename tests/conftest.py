@@ -18,18 +18,13 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-_TESTS_DIR = Path(__file__).resolve().parent
-if str(_TESTS_DIR) not in sys.path:  # already there with pytest's default "prepend" mode
-    sys.path.insert(0, str(_TESTS_DIR))
-
-from servers.featsilent import FeatSilentProxy  # noqa: E402
-from servers.proftpd import (  # noqa: E402
+from tests.servers.featsilent import FeatSilentProxy
+from tests.servers.proftpd import (
     INSTALL_HINT,
     ProftpdServer,
     RemoteDir,
@@ -37,6 +32,7 @@ from servers.proftpd import (  # noqa: E402
     start_proftpd,
 )
 
+_TESTS_DIR = Path(__file__).resolve().parent
 _INTEGRATION_DIR = _TESTS_DIR / "integration"
 _FEATSILENT_KEY = pytest.StashKey[FeatSilentProxy]()
 _remote_dir_numbers = itertools.count(1)

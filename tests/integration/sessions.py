@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from asyncmirror.session import ServerConfig, ServerQuirks, Session, Trace
 from asyncmirror.transport import TLSPolicy, make_ssl_context
-from servers.proftpd import ProftpdServer
+from tests.servers.proftpd import ProftpdServer
 
 
 async def open_session(

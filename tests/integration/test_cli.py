@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-from treebuilders import Tree, build_small_tree, is_own, snapshot
 
-from servers.featsilent import FeatSilentProxy
-from servers.proftpd import ProftpdServer, RemoteDir
+from tests.integration.treebuilders import Tree, build_small_tree, is_own, snapshot
+from tests.servers.featsilent import FeatSilentProxy
+from tests.servers.proftpd import ProftpdServer, RemoteDir
 
 TIMEOUT = 90
 HIDE_DOTFILES = ["-X", ".*", "-X", ".*/"]

@@ -54,11 +54,16 @@ import pytest
 
 import asyncmirror.transport
 from asyncmirror import Report, mirror
-from servers.common import INSTALL_SERVERS_HINT
-from servers.proftpd import INSTALL_HINT, ProftpdServer, proftpd_unavailable_reason, start_proftpd
-from servers.pureftpd import PureftpdServer, pureftpd_unavailable_reason, start_pureftpd
-from servers.pyftpd import PyftpdServer, start_pyftpd
-from servers.vsftpd import VsftpdServer, start_vsftpd, vsftpd_unavailable_reason
+from tests.servers.common import INSTALL_SERVERS_HINT
+from tests.servers.proftpd import (
+    INSTALL_HINT,
+    ProftpdServer,
+    proftpd_unavailable_reason,
+    start_proftpd,
+)
+from tests.servers.pureftpd import PureftpdServer, pureftpd_unavailable_reason, start_pureftpd
+from tests.servers.pyftpd import PyftpdServer, start_pyftpd
+from tests.servers.vsftpd import VsftpdServer, start_vsftpd, vsftpd_unavailable_reason
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 UNROUTABLE = "10.255.255.1"

@@ -22,9 +22,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from treebuilders import snapshot
 
-from servers.proftpd import INSTALL_HINT, ProftpdServer, proftpd_unavailable_reason, start_proftpd
+from tests.integration.treebuilders import snapshot
+from tests.servers.proftpd import (
+    INSTALL_HINT,
+    ProftpdServer,
+    proftpd_unavailable_reason,
+    start_proftpd,
+)
 
 LIMIT = 3
 TIMEOUT = 90

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pytest
 import trustme
-from sessions import open_session
 
 from asyncmirror import datachannel, digests
 from asyncmirror.transport import DataTLS
-from servers.proftpd import ProftpdServer, RemoteDir
+from tests.integration.sessions import open_session
+from tests.servers.proftpd import ProftpdServer, RemoteDir
 
 
 @pytest.fixture(scope="module")

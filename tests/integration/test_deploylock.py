@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sessions import open_session
 
 from asyncmirror import errors
 from asyncmirror.deploylock import LOCK_DIR, DeployLock, Holder
-from servers.proftpd import ProftpdServer, RemoteDir, start_proftpd
+from tests.integration.sessions import open_session
+from tests.servers.proftpd import ProftpdServer, RemoteDir, start_proftpd
 
 
 @pytest.fixture

@@ -29,9 +29,14 @@ from asyncmirror.diagnosis import Findings, recommended_flags
 from asyncmirror.doctor import TEMP_PREFIX, diagnose
 from asyncmirror.session import ServerConfig
 from asyncmirror.transport import TLSPolicy
-from servers.proftpd import INSTALL_HINT, ProftpdServer, proftpd_unavailable_reason, start_proftpd
-from servers.pyftpd import PyftpdServer, start_pyftpd
-from servers.vsftpd import VsftpdServer, start_vsftpd, vsftpd_unavailable_reason
+from tests.servers.proftpd import (
+    INSTALL_HINT,
+    ProftpdServer,
+    proftpd_unavailable_reason,
+    start_proftpd,
+)
+from tests.servers.pyftpd import PyftpdServer, start_pyftpd
+from tests.servers.vsftpd import VsftpdServer, start_vsftpd, vsftpd_unavailable_reason
 
 TIMEOUT = 10.0
 UNROUTABLE = "10.255.255.1"

@@ -30,18 +30,18 @@ from typing import Any
 
 import pytest
 import xxhash
-from treebuilders import is_own, snapshot
 
 from asyncmirror import Events, Report, mirror
 from asyncmirror.planner import Plan
-from servers.faultproxy import (
+from tests.integration.treebuilders import is_own, snapshot
+from tests.servers.faultproxy import (
     DataFault,
     FakePlainServer,
     FaultProxy,
     ReplyFault,
     start_fault_server,
 )
-from servers.proftpd import INSTALL_HINT, ProftpdServer, proftpd_unavailable_reason
+from tests.servers.proftpd import INSTALL_HINT, ProftpdServer, proftpd_unavailable_reason
 
 TEMP_PREFIX = ".asyncmirror-tmp-"
 # Maximum total backoff of N retries (pool.backoff: full jitter, 0.25 * 2**(n-1), cap 8).

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from servers.featsilent import FeatSilentProxy
-from servers.proftpd import ProftpdServer, RemoteDir
+from tests.servers.featsilent import FeatSilentProxy
+from tests.servers.proftpd import ProftpdServer, RemoteDir
 
 TIMEOUT = 60
 

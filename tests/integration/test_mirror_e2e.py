@@ -23,7 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from treebuilders import (
+
+import asyncmirror.transport
+from asyncmirror import Events, Report, mirror
+from asyncmirror.planner import Reason, Upload
+from tests.integration.treebuilders import (
     Tree,
     build_acceptance_tree,
     build_flat_tree,
@@ -36,12 +40,8 @@ from treebuilders import (
     write_file,
     xferlog_name,
 )
-
-import asyncmirror.transport
-from asyncmirror import Events, Report, mirror
-from asyncmirror.planner import Reason, Upload
-from servers.featsilent import FeatSilentProxy
-from servers.proftpd import ProftpdServer, RemoteDir
+from tests.servers.featsilent import FeatSilentProxy
+from tests.servers.proftpd import ProftpdServer, RemoteDir
 
 HIDDEN = (".*", ".*/")  # lftp's -X '.*' -X '.*/'
 REUSED = "reused TLS session"

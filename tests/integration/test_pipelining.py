@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from sessions import open_session
-
-from servers.proftpd import ProftpdServer
+from tests.integration.sessions import open_session
+from tests.servers.proftpd import ProftpdServer
 
 
 async def test_hundreds_of_long_pipelined_commands_all_get_their_reply(

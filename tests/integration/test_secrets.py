@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from servers.faultproxy import FakePlainServer, FaultProxy, ReplyFault, start_fault_server
-from servers.proftpd import INSTALL_HINT, ProftpdServer, proftpd_unavailable_reason
+from tests.servers.faultproxy import FakePlainServer, FaultProxy, ReplyFault, start_fault_server
+from tests.servers.proftpd import INSTALL_HINT, ProftpdServer, proftpd_unavailable_reason
 
 #: The server's real password, and a wrong one: both must stay secret.
 SECRET = "Qx7-s3cr3t-ZEBRA-41f9"

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from servers.featsilent import FeatSilentProxy
-from servers.proftpd import ProftpdServer, RemoteDir, start_proftpd
+from tests.servers.featsilent import FeatSilentProxy
+from tests.servers.proftpd import ProftpdServer, RemoteDir, start_proftpd
 
 TIMEOUT = 10.0
 

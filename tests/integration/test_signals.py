@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from servers.proftpd import ProftpdServer, start_proftpd
+from tests.servers.proftpd import ProftpdServer, start_proftpd
 
 
 @pytest.fixture(scope="module")

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import xxhash
-from treebuilders import build_small_tree, snapshot, write_file
 
 from asyncmirror import Report, mirror
-from servers.featsilent import FeatSilentProxy
-from servers.proftpd import ProftpdServer, RemoteDir
+from tests.integration.treebuilders import build_small_tree, snapshot, write_file
+from tests.servers.featsilent import FeatSilentProxy
+from tests.servers.proftpd import ProftpdServer, RemoteDir
 
 STATE = ".asyncmirror-state.json"
 

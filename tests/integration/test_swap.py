@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from servers.proftpd import ProftpdServer, RemoteDir
+from tests.servers.proftpd import ProftpdServer, RemoteDir
 
 TIMEOUT = 90
 

@@ -1,0 +1,1 @@
+"""The test suite, a package so tests and benchmarks import ``tests.servers`` by name."""

@@ -1,0 +1,1 @@
+"""Tests against real FTPS servers started by the fixtures in ``tests.servers``."""

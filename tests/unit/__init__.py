@@ -1,0 +1,1 @@
+"""Tests that need no server: pure functions, argument parsing, local files."""
