@@ -533,3 +533,24 @@ class FilterSet:
 
     def __repr__(self) -> str:
         return f"FilterSet({list(self._rules)!r})"
+
+
+#: Dotfiles a website needs (Apache settings, PHP settings, ACME and other
+#: well-known URLs) that lftp's ``-X '.*' -X '.*/'`` recipe leaves out.
+SITE_DOTFILES: tuple[tuple[str, bool], ...] = (
+    (".htaccess", False),
+    (".user.ini", False),
+    (".well-known", True),
+)
+
+
+def left_out_site_dotfiles(filters: FilterSet, present: Iterable[tuple[str, bool]]) -> list[str]:
+    """Which of ``present`` (SRC's site dotfiles: name, is_dir) the filters leave out.
+
+    Directories are named with a trailing ``/``, as the ``-I`` that keeps them takes it.
+    """
+    return [
+        name + ("/" if is_dir else "")
+        for name, is_dir in present
+        if filters.excludes(name, is_dir=is_dir)
+    ]

@@ -22,7 +22,14 @@ from . import state as state_mod
 from .deploylock import DeployLock
 from .early import EarlyConnection
 from .entries import LocalFile, LocalTree, RemoteTree
-from .filters import LOCK_DIR, TEMP_PREFIX, FilterSet, Rule
+from .filters import (
+    LOCK_DIR,
+    SITE_DOTFILES,
+    TEMP_PREFIX,
+    FilterSet,
+    Rule,
+    left_out_site_dotfiles,
+)
 from .planner import Plan, PlanOptions, Reason, Upload, make_plan
 from .pool import Pool, backoff
 from .replies import Reply, format_mfmt, parse_size
@@ -321,6 +328,7 @@ class _Run:
             scan.cancel()
             raise
         tree = await scan
+        self._note_left_out_dotfiles()
         for path, why in tree.problems:
             self.report.failed.append(Failure(path, why))
             self.events.failed(path, why)
@@ -414,6 +422,21 @@ class _Run:
             sessions = await self._load_state(sessions, base, remote_tree)
             await self._apply_state(plan, tree, remote_tree)
         return plan, remote_tree, sessions
+
+    def _note_left_out_dotfiles(self) -> None:
+        """One notice when the filters drop .htaccess & co (lftp's -X '.*' does)."""
+        present = [
+            (name, is_dir)
+            for name, is_dir in SITE_DOTFILES
+            if (os.path.isdir if is_dir else os.path.isfile)(os.path.join(self.src, name))
+        ]
+        dropped = left_out_site_dotfiles(self.filters, present)
+        if dropped:
+            keep = " ".join(f"-I {name}" for name in dropped)
+            self._note(
+                f"the filters leave out {', '.join(dropped)}, which the site may need "
+                f"(server settings, well-known URLs); add {keep} to upload them"
+            )
 
     # --- the deploy lock --------------------------------------------------------
 

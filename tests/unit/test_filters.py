@@ -34,6 +34,7 @@ from asyncmirror.filters import (
     _glob_to_regex,
     _PatternError,
     always_excluded,
+    left_out_site_dotfiles,
 )
 
 Opts = tuple[tuple[str, str], ...]
@@ -420,3 +421,28 @@ def test_translation_output_is_plain_python_regex() -> None:
     for pattern in ["[[]", "[a-]", "[&&]", "[--]", "[~~]", "[||]"]:
         re.compile(_glob_to_regex(pattern))
         re.compile(_ere_to_python(pattern))
+
+
+@pytest.mark.parametrize(
+    ("opts", "present", "dropped"),
+    [
+        (
+            SEED,
+            [(".htaccess", False), (".user.ini", False), (".well-known", True)],
+            [".htaccess", ".user.ini", ".well-known/"],
+        ),
+        ((*SEED, ("-I", ".htaccess")), [(".htaccess", False)], []),
+        ((*SEED, ("-I", ".well-known/")), [(".well-known", True)], []),
+        ((), [(".htaccess", False), (".well-known", True)], []),
+        ((("-X", ".htaccess"),), [(".htaccess", False), (".well-known", True)], [".htaccess"]),
+        (SEED, [], []),
+    ],
+)
+def test_site_dotfiles_left_out_by_the_filters_are_named_as_the_i_that_keeps_them(
+    opts: Opts, present: list[tuple[str, bool]], dropped: list[str]
+) -> None:
+    filters = fs(opts)
+    assert left_out_site_dotfiles(filters, present) == dropped
+    # The -I the notice suggests, appended to the same options, keeps every one.
+    kept = fs((*opts, *(("-I", name) for name in dropped)))
+    assert left_out_site_dotfiles(kept, present) == []
