@@ -191,3 +191,23 @@ class ProtocolError(RetryableError):
 
 class VerifyError(RetryableError):
     """The uploaded file's size on the server is not the local size."""
+
+
+#: Said when a run logged in but no data connection ever worked: shared hosts
+#: (Sakura's rental servers by default) refuse data connections, or STOR, from
+#: addresses abroad -- a CI runner outside Japan, for one.
+IP_FILTER_HINT = (
+    "the login works but every data connection was refused: the host may filter data "
+    "connections by client IP address (Sakura's foreign-IP filter is on by default); "
+    "allow this machine's address in the host's control panel, or deploy from an "
+    "allowed network"
+)
+
+
+def is_data_connection_failure(exc: AsyncMirrorError) -> bool:
+    """True when ``exc`` is a data connection that could not be made or was refused."""
+    if isinstance(exc, ReplyError):
+        return exc.code == "425"
+    return isinstance(exc, NetworkError | OperationTimeout) and exc.message.startswith(
+        "data connection"
+    )

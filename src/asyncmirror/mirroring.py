@@ -834,6 +834,9 @@ class _Run:
             elif self._state_due() and self.state_file:
                 self._store_state_locally()
 
+        #: Uploads failed for want of a data connection, and for other reasons.
+        refused = [0, 0]
+
         def failed(up: Upload | _Snapshot, exc: errors.AsyncMirrorError) -> None:
             nonlocal snapshot_queued
             if isinstance(up, _Snapshot):
@@ -843,6 +846,7 @@ class _Run:
             self.state.pop(up.path, None)
             self.report.failed.append(Failure(up.path, exc.user_line()))
             self.events.failed(up.path, exc.user_line())
+            refused[not errors.is_data_connection_failure(exc)] += 1
 
         def retrying(up: Upload | _Snapshot, exc: errors.AsyncMirrorError, n: int) -> None:
             if isinstance(up, _Snapshot):
@@ -859,6 +863,8 @@ class _Run:
             on_retry=retrying,
         )
         sessions = await workers.run(sessions, list(uploads))
+        if refused[0] and not refused[1] and not self.report.uploaded:
+            self._note(errors.IP_FILTER_HINT)
         full = workers.out_of_space
         if full is not None:
             unstarted = sorted(u.path for u in workers.not_started if isinstance(u, Upload))

@@ -133,7 +133,9 @@ async def list_tree(
         rel, exc = failures[0]
         raise errors.FatalError(
             f"cannot list remote directory {remote_join(base, rel)!r}: {exc.user_line()}",
-            hint="without a listing asyncmirror cannot tell what is up to date",
+            hint=errors.IP_FILTER_HINT
+            if errors.is_data_connection_failure(exc)
+            else "without a listing asyncmirror cannot tell what is up to date",
         )
     tree.dirs.discard("")
     return tree, sessions

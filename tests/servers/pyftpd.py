@@ -210,10 +210,32 @@ def start_pyftpd(
         class ForeignFilter(PassiveDTP):  # type: ignore[misc]
             def handle_accepted(self, sock: Any, addr: Any) -> None:
                 sock.close()  # pyftpdlib's own answer to a foreign address, for every one
-                self.cmd_channel.respond_w_warning(
+                channel = self.cmd_channel
+                channel.respond_w_warning(
                     f"425 Rejected data connection from foreign address {addr[0]}:{addr[1]}."
                 )
+                queued = channel._in_dtp_queue
+                if queued is not None:  # the STOR came first: its file is open, waiting
+                    channel._in_dtp_queue = None
+                    queued[0].close()
+                elif channel._out_dtp_queue is None:
+                    channel.refused_ahead = True  # the 425 answers the command to come
+                channel._out_dtp_queue = None
+                self.close()
 
+        def answered_by_the_refusal(name: str) -> None:
+            original = getattr(Handler, name)
+
+            def command(self: Any, *args: Any) -> Any:
+                if getattr(self, "refused_ahead", False):
+                    self.refused_ahead = False
+                    return None  # stock pyftpdlib would open the file and wait forever
+                return original(self, *args)
+
+            setattr(Handler, name, command)
+
+        for name in ("ftp_STOR", "ftp_APPE", "ftp_STOU", "ftp_RETR", "ftp_LIST", "ftp_MLSD"):
+            answered_by_the_refusal(name)
         Handler.passive_dtp = ForeignFilter
     Handler.proto_cmds = proto_cmds
     Handler.authorizer = authorizer
