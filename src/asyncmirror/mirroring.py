@@ -30,6 +30,7 @@ from .filters import (
     Rule,
     left_out_site_dotfiles,
 )
+from .keepalive import kept_alive
 from .planner import Plan, PlanOptions, Reason, Upload, make_plan
 from .pool import Pool, backoff
 from .replies import Reply, format_mfmt, parse_size
@@ -327,7 +328,8 @@ class _Run:
         except BaseException:
             scan.cancel()
             raise
-        tree = await scan
+        async with kept_alive(sessions):  # a large tree may still be scanning
+            tree = await scan
         self._note_left_out_dotfiles()
         for path, why in tree.problems:
             self.report.failed.append(Failure(path, why))
@@ -343,7 +345,8 @@ class _Run:
                 )
             if self.lock is not None and not self.dry_run:
                 # Before the staging rename: that already changes the server.
-                await self._take_lock(sessions[0], base)
+                async with kept_alive(sessions[1:]):  # sessions[0] waits for the lock
+                    await self._take_lock(sessions[0], base)
             base = self.base = await self._stage(sessions[0], base)
         plan, remote_tree, sessions = await self._plan(sessions, base, tree)
         state_in_dst = self.use_state and not self.state_file
@@ -356,7 +359,8 @@ class _Run:
             # Taken only now, so an unchanged rerun costs no round trip -- unless
             # another run held it while DST was read: then DST was changing, and
             # (as when we waited for it) what was read is read again.
-            waited = await self._take_lock(sessions[0], base)
+            async with kept_alive(sessions[1:]):  # sessions[0] waits for the lock
+                waited = await self._take_lock(sessions[0], base)
             if waited or LOCK_DIR in remote_tree.dirs:
                 plan, remote_tree, sessions = await self._plan(sessions, base, tree)
         self.report.plan = plan
@@ -420,7 +424,8 @@ class _Run:
         if self.use_state and _may_be_unchanged(plan, remote_tree):
             # Only worth a round trip when some upload may prove unchanged.
             sessions = await self._load_state(sessions, base, remote_tree)
-            await self._apply_state(plan, tree, remote_tree)
+            async with kept_alive(sessions):  # hashing large files takes a while
+                await self._apply_state(plan, tree, remote_tree)
         return plan, remote_tree, sessions
 
     def _note_left_out_dotfiles(self) -> None:

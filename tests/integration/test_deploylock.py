@@ -407,3 +407,49 @@ def test_a_dst_that_cannot_take_uploads_is_one_fatal_line_before_any_upload(
     assert lines[0].startswith(f"asyncmirror: error: cannot write to DST {shown}"), lines[0]
     assert "DST must be a directory the FTP user may write to" in lines[0]
     assert len(proftpd.stored_paths()) == before, "nothing may be uploaded"
+
+
+@pytest.fixture(scope="module")
+def impatient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProftpdServer]:
+    """ProFTPD dropping a control connection idle for 3 s (``TimeoutIdle 3``)."""
+    server = start_proftpd(tmp_path_factory.mktemp("impatient"), timeout_idle=3)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_sessions_waiting_for_the_lock_are_kept_alive_on_a_host_with_a_short_idle_timeout(
+    impatient: ProftpdServer, tmp_path: Path
+) -> None:
+    files = site_tree(tmp_path / "site")
+    dst = impatient.home / "www-idle"
+    dst.mkdir()
+    st = impatient.home.stat()
+    os.chown(dst, st.st_uid, st.st_gid)
+    plant(dst, Holder("ci-other", 4242, time.time() - 30, "0.1.0", "other-run"), impatient)
+    argv = command(impatient, tmp_path / "site", "www-idle", "--lock-wait", "60", "-j", "4")
+    proc = subprocess.Popen(
+        [*argv, "--debug"],
+        env=env_for(impatient),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # The other run holds the lock for 7 s: more than twice the server's idle limit.
+        time.sleep(7)
+        for entry in (dst / LOCK_DIR).iterdir():
+            entry.rmdir()
+        (dst / LOCK_DIR).rmdir()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "waiting up to 60 s for the deploy lock" in err
+    assert json.loads(out)["uploaded"] == len(files)
+    assert server_tree(dst) == files
+    # Each of the 4 sessions logged in once: none was dropped while it waited.
+    logins = [ln for ln in err.splitlines() if ln.startswith("<- 230")]
+    assert len(logins) == 4, "\n".join(ln for ln in err.splitlines() if not ln.startswith("->"))
