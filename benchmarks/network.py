@@ -39,7 +39,7 @@ def stor_counts(server: ProftpdServer, name: str) -> tuple[int, int]:
     files = own = 0
     for rec in server.transfers():
         if rec.direction == "i" and rec.completed and rec.path.startswith(prefix):
-            if rec.path.rsplit("/", 1)[-1].startswith(".asyncmirror"):
+            if rec.path.rsplit("/", 1)[-1].startswith((".htasyncmirror", ".asyncmirror")):
                 own += 1
             else:
                 files += 1

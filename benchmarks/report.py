@@ -182,7 +182,7 @@ def write_results(
     lines += [
         "",
         "*Uploads* counts files of the tree; *State-file uploads* counts asyncmirror's "
-        "`.asyncmirror-state.json` (its record of what it uploaded, kept in DST and "
+        "`.htasyncmirror-state.json` (its record of what it uploaded, kept in DST and "
         "allowed there by the tree check). "
         "Proxy CPU and ProFTPD CPU are what the delay proxy and the server (its master "
         "process and the sessions it reaped) used during the run; *Other CPU* is the rest "

@@ -15,7 +15,7 @@ from tests.servers.proftpd import ProftpdServer
 
 EXCLUDES = (".*", ".*/")  # the users' recipe: -X '.*' -X '.*/'
 #: What asyncmirror keeps in DST besides the mirrored files (allowed by the tree check).
-STATE_FILES = {"asyncmirror": frozenset({".asyncmirror-state.json"}), "lftp": frozenset()}
+STATE_FILES = {"asyncmirror": frozenset({".htasyncmirror-state.json"}), "lftp": frozenset()}
 
 
 def asyncmirror_argv() -> list[str]:

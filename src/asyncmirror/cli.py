@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-state",
         dest="state",
         action="store_false",
-        help="do not keep the content-hash state file (.asyncmirror-state.json) in DST",
+        help="do not keep the content-hash state file (.htasyncmirror-state.json) in DST",
     )
     g.add_argument("--state-file", metavar="PATH", help="keep the state file locally at PATH")
     g.add_argument(

@@ -65,10 +65,15 @@ from asyncmirror.errors import UsageError
 Action = Literal["include", "exclude"]
 Syntax = Literal["glob", "regex"]
 
+# asyncmirror's own names in DST start with ".ht": Apache refuses to serve those out of
+# the box (<Files ".ht*"> Require all denied), and most nginx setups copy the rule.
 #: The state file asyncmirror keeps at the root of DST (and never uploads from SRC).
-STATE_FILE_NAME = ".asyncmirror-state.json"
+STATE_FILE_NAME = ".htasyncmirror-state.json"
 #: Prefix of asyncmirror's temporary upload names, at any depth.
-TEMP_PREFIX = ".asyncmirror-tmp-"
+TEMP_PREFIX = ".htasyncmirror-tmp-"
+#: The names before 0.2, which any web server served: read once, then removed.
+LEGACY_STATE_NAME = ".asyncmirror-state.json"
+LEGACY_TEMP_PREFIX = ".asyncmirror-tmp-"
 #: The deploy lock directory at the root of DST (see :mod:`asyncmirror.deploylock`).
 LOCK_DIR = ".htasyncmirror-lock"
 #: lftp's default ``mirror:exclude-regex``: its own partial downloads and NFS silly-renames.
@@ -109,7 +114,7 @@ class _PatternError(Exception):
     """A problem found while translating a pattern; becomes a :class:`UsageError`."""
 
 
-_OWN_AT_ROOT = frozenset({STATE_FILE_NAME, LOCK_DIR})
+_OWN_AT_ROOT = frozenset({STATE_FILE_NAME, LEGACY_STATE_NAME, LOCK_DIR})
 
 
 def always_excluded(relpath: str) -> bool:
@@ -121,10 +126,10 @@ def always_excluded(relpath: str) -> bool:
     must never be uploaded from SRC nor be deleted as strays on DST, whatever
     the user's rules say, so the check comes before the rules.
     """
-    if relpath == STATE_FILE_NAME or relpath.partition("/")[0] == LOCK_DIR:
+    if relpath in _OWN_AT_ROOT or relpath.partition("/")[0] == LOCK_DIR:
         return True
     # rpartition gives the whole string when there is no "/": the basename either way.
-    return relpath.rpartition("/")[2].startswith(TEMP_PREFIX)
+    return relpath.rpartition("/")[2].startswith((TEMP_PREFIX, LEGACY_TEMP_PREFIX))
 
 
 def _tail(path: str, slashes: int) -> str:
@@ -502,9 +507,7 @@ class FilterSet:
         the rules would say of those paths on their own (lftp never lists them).
         """
         # always_excluded(), with a substring test first: this runs once per path.
-        if relpath in _OWN_AT_ROOT or (
-            (TEMP_PREFIX in relpath or LOCK_DIR in relpath) and always_excluded(relpath)
-        ):
+        if relpath in _OWN_AT_ROOT or (("asyncmirror-" in relpath) and always_excluded(relpath)):
             return True
         if not self._checks:
             return False

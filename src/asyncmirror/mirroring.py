@@ -37,6 +37,7 @@ from .replies import Reply, format_mfmt, parse_size
 from .report import Events, Failure, Report
 from .scheduler import Deferred, Workers, run_batch
 from .session import ServerConfig, Session, Trace
+from .state import LEGACY_NAME as LEGACY_STATE
 from .state import STATE_NAME, StateEntry
 from .transport import TLSPolicy
 
@@ -234,6 +235,8 @@ class _Run:
         self.state: dict[str, StateEntry] = {}  # what is known to be on the server
         self.state_dirty = False
         self.state_written_at = time.monotonic()
+        #: DST still holds the state file under its old name: removed with the next write.
+        self.legacy_state = False
         self.base = "/"
         self.run_id = os.urandom(4).hex()
         #: Temporary names uploaded but not (yet) renamed; removed at the end.
@@ -416,6 +419,8 @@ class _Run:
     ) -> tuple[Plan, RemoteTree, list[Session]]:
         """Read DST (and the state file when it can help) and decide what to do."""
         remote_tree, sessions = await self._look_at_remote(sessions, base, tree)
+        in_dst = self.use_state and not self.state_file
+        self.legacy_state = in_dst and LEGACY_STATE in remote_tree.files
         options = self.options
         if tree.problems:
             # Never delete under a path we could not read: its contents are unknown.
@@ -546,7 +551,11 @@ class _Run:
                     tree.dirs,
                     tree.files,
                     extra_files=[
-                        *([STATE_NAME] if self.use_state and not self.state_file else []),
+                        *(
+                            [STATE_NAME, LEGACY_STATE]
+                            if self.use_state and not self.state_file
+                            else []
+                        ),
                         *([LOCK_DIR] if self.lock is not None else []),
                     ],
                     retries=self.retries,
@@ -572,7 +581,8 @@ class _Run:
     ) -> list[Session]:
         self.base = base
         data: bytes | None = None
-        where = self.state_file or remote.remote_join(base, STATE_NAME)
+        name = LEGACY_STATE if STATE_NAME not in remote_tree.files else STATE_NAME
+        where = self.state_file or remote.remote_join(base, name)
         if self.state_file:
             try:
                 data = _read_file(self.state_file)
@@ -581,7 +591,7 @@ class _Run:
                     f"cannot read state file {self.state_file}: {exc.strerror}; "
                     "comparing by the listing only"
                 )
-        elif STATE_NAME in remote_tree.files:
+        elif name in remote_tree.files:
             session = sessions[0]
             try:
                 address = await session.passive()
@@ -649,10 +659,16 @@ class _Run:
         # One round trip for both: a refused RNFR makes the server answer the
         # RNTO with 503, and the RNFR's reply is the one reported.
         rnfr, rnto = f"RNFR {tmp}", f"RNTO {final}"
-        replies = await session.pipeline([rnfr, rnto])
+        legacy = (
+            [f"DELE {remote.remote_join(self.base, LEGACY_STATE)}"] if self.legacy_state else []
+        )
+        replies = await session.pipeline([rnfr, rnto, *legacy])
         session.check(rnfr, replies[0], "350")
         session.check(rnto, replies[1], "2")
         self.temp_names.discard(tmp)
+        # The old name, which web servers serve, is gone once the new one is written
+        # (a 550: someone removed it already).
+        self.legacy_state = False
 
     def _store_state_locally(self) -> None:
         assert self.state_file is not None

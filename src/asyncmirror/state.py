@@ -6,7 +6,7 @@ a content digest (:mod:`~asyncmirror.digests`).  A file that looks newer but
 has the recorded size and digest -- and whose size on the server still
 matches -- is unchanged and skipped.
 
-The file lives in DST (``.asyncmirror-state.json``; the filters never mirror or
+The file lives in DST (``.htasyncmirror-state.json``; the filters never mirror or
 delete it), is replaced atomically (temporary name, then rename) and is written
 during the run too, so an interrupted run keeps what it finished.  A missing or
 unreadable state only means falling back to the listing comparison.
@@ -20,10 +20,11 @@ from typing import NamedTuple
 
 from . import digests
 from .entries import RemoteTree
-from .filters import STATE_FILE_NAME
+from .filters import LEGACY_STATE_NAME, STATE_FILE_NAME
 from .planner import Plan, Reason
 
 STATE_NAME = STATE_FILE_NAME
+LEGACY_NAME = LEGACY_STATE_NAME
 #: 2: each entry names its digest's algorithm (its key); 1 (asyncmirror 0.1):
 #: always "sha256".  Both are read; 2 is written.
 VERSION = 2

@@ -67,7 +67,7 @@ from tests.servers.vsftpd import VsftpdServer, start_vsftpd, vsftpd_unavailable_
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 UNROUTABLE = "10.255.255.1"
-OWN_PREFIX = ".asyncmirror-"  # the state file and temporary uploads
+OWN_PREFIX = ".htasyncmirror-"  # the state file and temporary uploads
 #: Parallel sessions per run. ``ASYNCMIRROR_COMPAT_JOBS=1`` separates bugs that need
 #: several sessions (races between them) from the rest.
 JOBS = int(os.environ.get("ASYNCMIRROR_COMPAT_JOBS", "4"))

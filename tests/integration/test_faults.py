@@ -43,7 +43,7 @@ from tests.servers.faultproxy import (
 )
 from tests.servers.proftpd import INSTALL_HINT, ProftpdServer, proftpd_unavailable_reason
 
-TEMP_PREFIX = ".asyncmirror-tmp-"
+TEMP_PREFIX = ".htasyncmirror-tmp-"
 # Maximum total backoff of N retries (pool.backoff: full jitter, 0.25 * 2**(n-1), cap 8).
 _BACKOFF_CAP = 8.0
 
@@ -287,7 +287,7 @@ def test_a_large_file_cut_mid_transfer_is_resent_and_its_state_digest_is_right(
     assert ftp.proxy.count("data_cut") == 1, describe(run, ftp.proxy)
     assert run.report["retries"] == 1, run.report
     assert_mirrored(files, remote, run)
-    state = json.loads((remote.path / ".asyncmirror-state.json").read_bytes())["files"]
+    state = json.loads((remote.path / ".htasyncmirror-state.json").read_bytes())["files"]
     assert state["media/big.bin"]["xxh3_128"] == xxhash.xxh3_128(files["media/big.bin"]).hexdigest()
 
 
@@ -410,7 +410,7 @@ def test_state_file_write_failing_once_is_retried_and_leaves_no_temporary_file(
     src = tmp_path / "site"
     files = make_tree(src, {"a.txt": 100, "b.txt": 200})
     remote = fresh_remote(ftp, f"state-{verb.lower()}")
-    fault = ReplyFault(verb, reply, name=".asyncmirror-state.json", forward=forward, times=1)
+    fault = ReplyFault(verb, reply, name=".htasyncmirror-state.json", forward=forward, times=1)
     ftp.proxy.configure(reply_faults=[fault])
 
     run = run_cli(ftp, src, remote.name, "-j", "2", "--timeout", "5", "--retries", "3")
@@ -418,7 +418,7 @@ def test_state_file_write_failing_once_is_retried_and_leaves_no_temporary_file(
     assert fault.fired == 1, describe(run, ftp.proxy)
     assert run.rc == 0, describe(run, ftp.proxy)
     assert "could not write the state file" not in run.err, describe(run, ftp.proxy)
-    assert (remote.path / ".asyncmirror-state.json").is_file()
+    assert (remote.path / ".htasyncmirror-state.json").is_file()
     assert_mirrored(files, remote, run)  # and no temporary file left
 
 
@@ -429,13 +429,13 @@ def test_state_file_rename_refused_for_good_says_so_and_leaves_no_temporary(
     files = make_tree(src, {"a.txt": 100, "b.txt": 200})
     remote = fresh_remote(ftp, "state-rnto")
     # A directory where the state file goes: the server itself refuses the RNTO.
-    plant(ftp, remote, ".asyncmirror-state.json/keep", b"not ours\n")
+    plant(ftp, remote, ".htasyncmirror-state.json/keep", b"not ours\n")
 
     run = run_cli(ftp, src, remote.name, "-j", "2", "--timeout", "5", "--retries", "3")
 
     assert run.rc == 0, describe(run)  # every file is there; only the state is not
     assert "could not write the state file" in run.err, describe(run)
-    planted = {".asyncmirror-state.json/keep": b"not ours\n"}
+    planted = {".htasyncmirror-state.json/keep": b"not ours\n"}
     assert_mirrored(files | planted, remote, run)  # untouched, and no temporary file left
 
 

@@ -25,7 +25,7 @@ from tests.integration.treebuilders import build_small_tree, snapshot, write_fil
 from tests.servers.featsilent import FeatSilentProxy
 from tests.servers.proftpd import ProftpdServer, RemoteDir
 
-STATE = ".asyncmirror-state.json"
+STATE = ".htasyncmirror-state.json"
 
 
 def run(
@@ -249,3 +249,20 @@ def test_delete_dry_run_changes_nothing_and_max_delete_stops(
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert snapshot(remote_dir.path, skip_own=True) == snapshot(src)
+
+
+def test_a_state_file_under_the_old_name_is_read_once_then_removed(
+    proftpd: ProftpdServer, featsilent: FeatSilentProxy, remote_dir: RemoteDir, tmp_path: Path
+) -> None:
+    """Before 0.2 the state file was ``.asyncmirror-state.json``, which Apache serves."""
+    tree = build_small_tree(tmp_path / "src")
+    assert run(proftpd, featsilent, tree.root, remote_dir.name).failed == []
+    new, old = remote_dir.path / STATE, remote_dir.path / ".asyncmirror-state.json"
+    new.rename(old)  # as an older asyncmirror left it
+
+    # Its record still counts: a fresh checkout uploads nothing ...
+    fresh_checkout_uploads_nothing(proftpd, featsilent, tree.root, remote_dir, tmp_path / "co")
+    # ... and afterwards only the new name is there.
+    assert new.is_file()
+    assert not old.exists(), "the old, downloadable state file must be removed"
+    assert set(json.loads(new.read_bytes())["files"]) == set(tree.visible_files) | {".env"}

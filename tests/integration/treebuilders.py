@@ -14,8 +14,8 @@ from pathlib import Path
 
 MB = 1024 * 1024
 #: asyncmirror's own files on the server: its state file and temporary upload names.
-STATE_FILE = ".asyncmirror-state.json"
-OWN_PREFIX = ".asyncmirror-"
+STATE_FILE = ".htasyncmirror-state.json"
+OWN_PREFIX = ".htasyncmirror-"
 
 #: Names a user's web site really has: spaces, non-ASCII UTF-8, a leading dash.
 ODD_FILE_NAMES = (

@@ -86,7 +86,7 @@ _HANDSHAKE_TIMEOUT = 15.0
 _STALL_LIMIT = 30.0  # a "stall" data fault holds the transfer at most this long
 _TRANSFER_VERBS = frozenset({"STOR", "STOU", "APPE", "RETR", "MLSD", "LIST", "NLST"})
 _LISTING_VERBS = frozenset({"MLSD", "LIST", "NLST"})
-_TEMP_PREFIX = ".asyncmirror-tmp-"  # asyncmirror's --atomic temporary names
+_TEMP_PREFIX = ".htasyncmirror-tmp-"  # asyncmirror's --atomic temporary names
 _PASV_RE = re.compile(rb"\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)")
 _EPSV_RE = re.compile(rb"\(\|\|\|(\d+)\|\)")
 
