@@ -3,8 +3,8 @@
 #
 #     bash scripts/test.sh [pytest arguments...]
 #
-# 1. installs ProFTPD with mod_tls and lftp (apt-get, with sudo when not root) unless they
-#    are already there; under CI=true it always makes sure they are installed;
+# 1. installs ProFTPD with mod_tls, lftp and Apache (apt-get, with sudo when not root) unless
+#    they are already there; under CI=true it always makes sure they are installed;
 # 2. installs this package with its test extras (into .venv when the system Python is
 #    "externally managed", as on Debian 12 / Ubuntu 24.04);
 # 3. runs ruff check, ruff format --check, mypy and pytest. All of them run; the exit code
@@ -39,6 +39,7 @@ have_servers() {
     local bin modules moddir
     bin=$(proftpd_bin) || return 1
     command -v lftp >/dev/null 2>&1 || return 1
+    [ -x /usr/sbin/apache2 ] || command -v apache2 >/dev/null 2>&1 || return 1
     # Capture first: with pipefail, `proftpd -l | grep -q` can fail on SIGPIPE.
     modules=$("$bin" -l 2>/dev/null || true)
     case "$modules" in *mod_tls.c*) return 0 ;; esac
@@ -58,11 +59,11 @@ as_root() {
 }
 
 install_servers() {
-    local packages=(proftpd-core proftpd-mod-crypto lftp)
+    local packages=(proftpd-core proftpd-mod-crypto lftp apache2)
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     # Before Debian 12 / Ubuntu 23.04 mod_tls was part of proftpd-core itself.
     if ! apt-cache show proftpd-mod-crypto >/dev/null 2>&1; then
-        packages=(proftpd-core lftp)
+        packages=(proftpd-core lftp apache2)
     fi
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         "${packages[@]}"
@@ -73,6 +74,7 @@ stop_system_proftpd() {
     # servers on free ports and never use it: stop it (only when we just installed it).
     if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
         as_root systemctl disable --now proftpd.service >/dev/null 2>&1 || true
+        as_root systemctl disable --now apache2.service >/dev/null 2>&1 || true
     fi
     if [ -f /run/proftpd.pid ]; then
         as_root kill "$(cat /run/proftpd.pid)" >/dev/null 2>&1 || true
@@ -83,13 +85,13 @@ had_servers=true
 have_servers || had_servers=false
 if [ "$in_ci" = true ] || [ "$had_servers" = false ]; then
     if command -v apt-get >/dev/null 2>&1; then
-        say "installing ProFTPD (mod_tls) and lftp"
+        say "installing ProFTPD (mod_tls), lftp and Apache"
         if install_servers; then
             if [ "$had_servers" = false ]; then
                 stop_system_proftpd
             fi
         elif [ "$in_ci" = true ]; then
-            echo "could not install ProFTPD and lftp" >&2
+            echo "could not install ProFTPD, lftp and Apache" >&2
             exit 1
         else
             echo "warning: could not install ProFTPD; real-server tests will be skipped" >&2
@@ -103,7 +105,7 @@ if [ "$in_ci" = true ] || [ "$had_servers" = false ]; then
     fi
 fi
 if [ "$in_ci" = true ] && ! have_servers; then
-    echo "ProFTPD with mod_tls and lftp are still missing" >&2
+    echo "ProFTPD with mod_tls, lftp or Apache are still missing" >&2
     exit 1
 fi
 
