@@ -21,7 +21,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .mirroring import mirror
+    from .mirroring import mirror, rollback
     from .report import Events, Failure, Report
 
 
@@ -29,10 +29,10 @@ def __getattr__(name: str) -> object:
     # Loaded on first use, not on ``import asyncmirror``: the command imports
     # the package before it starts its first connection, and these pull in
     # asyncio, ssl and aioftp (see cli.py and early.py).
-    if name == "mirror":
-        from .mirroring import mirror
+    if name in ("mirror", "rollback"):
+        from . import mirroring
 
-        return mirror
+        return getattr(mirroring, name)
     if name in ("Events", "Failure", "Report"):
         from . import report
 
@@ -60,5 +60,6 @@ __all__ = [
     "TimeoutExpired",
     "UsageError",
     "mirror",
+    "rollback",
 ]
 __version__ = "0.1.0"

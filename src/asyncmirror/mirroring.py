@@ -174,6 +174,42 @@ async def mirror(
         ) from None
 
 
+async def rollback(
+    dst: str,
+    *,
+    host: str,
+    port: int = 21,
+    user: str,
+    password: str,
+    ca_file: str | None = None,
+    fingerprint: str | None = None,
+    insecure: bool = False,
+    timeout: float = 30.0,
+    remote_timezone: tzinfo = UTC,
+    events: Events | None = None,
+    trace: Trace | None = None,
+) -> Report:
+    """Switch ``dst`` back to the release before the last ``mirror(..., swap=True)``.
+
+    One burst of renames on one session; what only the server holds in the live
+    release moves along (see :mod:`asyncmirror.switch`).  The release it leaves
+    becomes the previous one, so calling it again goes forward.  Raises
+    :class:`~errors.RemoteTargetError` when there is nothing to roll back to.
+    """
+    config = ServerConfig(
+        host=host,
+        port=port,
+        user=user,
+        password=password,
+        tls=TLSPolicy(ca_file=ca_file, fingerprint=fingerprint, insecure=insecure),
+        timeout=timeout,
+        trace=trace,
+    )
+    return await switch.rollback_site(
+        config, dst, timezone=remote_timezone, events=events or Events()
+    )
+
+
 def _rules_from(
     exclude: Iterable[str],
     include: Iterable[str],

@@ -40,6 +40,7 @@ import ipaddress
 import json
 import os
 import random
+import shutil
 import socket
 import ssl
 import time
@@ -53,7 +54,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 import asyncmirror.transport
-from asyncmirror import Report, mirror
+from asyncmirror import Report, mirror, rollback
 from tests.servers.common import INSTALL_SERVERS_HINT
 from tests.servers.proftpd import (
     INSTALL_HINT,
@@ -685,6 +686,47 @@ async def test_first_deploy_creates_missing_dst(target: Target, tmp_path: Path, 
     ROWS[target.key]["missing DST"] = "created" if not run.report.failed else "FAILED"
     report_ok(run.report)
     assert_same_tree(src, target.home / dst)
+
+
+async def test_swap_switches_releases_and_rollback_brings_the_last_one_back(
+    target: Target, tmp_path: Path, wire: Wire
+) -> None:
+    """--swap and --rollback work by renaming directories: every server must allow it."""
+    v1 = build_tree(tmp_path / "v1")
+    v2 = tmp_path / "v2"
+    shutil.copytree(v1, v2)
+    edit(v2)  # same paths, two files changed: the trees compare whole
+    dst = f"swap-{uuid.uuid4().hex[:6]}"
+    target.make_dir(dst)
+    (target.home / dst / "uploads").mkdir()
+    (target.home / dst / "uploads" / "photo.jpg").write_bytes(b"written by the web app")
+    if target.owner is not None:
+        for p in (target.home / dst / "uploads", target.home / dst / "uploads" / "photo.jpg"):
+            os.chown(p, *target.owner)
+    server_only = {"uploads/photo.jpg": b"written by the web app"}
+
+    def live() -> dict[str, bytes]:
+        return snapshot(target.home / dst)
+
+    first = await run_mirror(target, v1, dst, wire, swap=True)
+    report_ok(first.report)
+    assert live() == {**snapshot(v1), **server_only}
+    second = await run_mirror(target, v2, dst, wire, swap=True)
+    report_ok(second.report)
+    assert live() == {**snapshot(v2), **server_only}
+    back = await rollback(
+        dst,
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        password=target.password,
+        ca_file=str(target.ca_file),
+        timeout=TIMEOUT,
+        **{k: v for k, v in target.mirror_kwargs.items() if k == "remote_timezone"},
+    )
+    assert back.failed == [], back.failed
+    assert live() == {**snapshot(v1), **server_only}
+    ROWS[target.key]["--swap"] = "ok"
 
 
 # --- LIST-only server in a non-UTC zone ---------------------------------------------------
