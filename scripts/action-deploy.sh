@@ -17,6 +17,8 @@ while IFS= read -r pattern; do
 done <<< "${INPUT_INCLUDE:-}"
 [ "${INPUT_DELETE:-false}" = "true" ] && args+=(--delete)
 [ -n "${INPUT_MAX_DELETE:-}" ] && args+=(--max-delete "$INPUT_MAX_DELETE")
+[ "${INPUT_SWAP:-false}" = "true" ] && args+=(--swap)
+[ -n "${INPUT_LOCK_WAIT:-}" ] && args+=(--lock-wait "$INPUT_LOCK_WAIT")
 [ "${INPUT_DRY_RUN:-false}" = "true" ] && args+=(--dry-run)
 [ -n "${INPUT_EXTRA_ARGS:-}" ] && read -r -a extra <<< "$INPUT_EXTRA_ARGS" && args+=("${extra[@]}")
 

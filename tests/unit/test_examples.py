@@ -124,6 +124,8 @@ def test_the_composite_action_passes_its_inputs_and_the_exit_code(tmp_path: Path
         "INPUT_INCLUDE": ".htaccess",
         "INPUT_DELETE": "true",
         "INPUT_MAX_DELETE": "100",
+        "INPUT_SWAP": "true",
+        "INPUT_LOCK_WAIT": "600",
         "INPUT_DRY_RUN": "false",
         "INPUT_EXTRA_ARGS": "--atomic --timeout 60",
     }
@@ -146,6 +148,8 @@ def test_the_composite_action_passes_its_inputs_and_the_exit_code(tmp_path: Path
     assert ("--max-delete", "100") in pairs
     assert "--delete" in argv
     assert "--atomic" in argv
+    assert "--swap" in argv
+    assert ("--lock-wait", "600") in pairs
     assert "--dry-run" not in argv
     assert "exit-code=1" in output.read_text()
     assert "1 failed" in summary.read_text()
