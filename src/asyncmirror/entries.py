@@ -37,7 +37,7 @@ class LocalFile(NamedTuple):
 class LocalTree:
     """What the scan of SRC found, already filtered by the exclude rules."""
 
-    __slots__ = ("dirs", "files", "problems", "root")
+    __slots__ = ("dirs", "files", "notices", "problems", "root")
 
     def __init__(
         self,
@@ -45,12 +45,16 @@ class LocalTree:
         files: dict[str, LocalFile] | None = None,
         dirs: set[str] | None = None,
         problems: list[tuple[str, str]] | None = None,
+        notices: list[tuple[str, str]] | None = None,
     ) -> None:
         self.root = root
         self.files: dict[str, LocalFile] = {} if files is None else files
         self.dirs: set[str] = set() if dirs is None else dirs  # relative dirs, never ""
-        #: (path, why it was skipped)
+        #: (path, why it was skipped): meant to be uploaded and could not be -- failures
         self.problems: list[tuple[str, str]] = [] if problems is None else problems
+        #: (path, why) of what FTP cannot carry and was not meant to (a FIFO, a
+        #: link to its own ancestor, a broken link): said, not counted as failures
+        self.notices: list[tuple[str, str]] = [] if notices is None else notices
 
     def __repr__(self) -> str:
         # Short on purpose: asyncio may repr a finished future holding a tree

@@ -11,18 +11,18 @@ What it keeps and what it reports:
   the link itself, which ``open()`` follows.  (lftp's ``mirror -R`` needs
   ``-L`` for this; asyncmirror always uploads what a link points to.)
 * Directories, including empty ones, in ``tree.dirs``.  A symbolic link to a
-  directory is followed, but every real directory (``st_dev``, ``st_ino``) is
-  scanned at most once: a second way in -- a loop back to an ancestor, or a
-  second link to the same place -- is reported and skipped.  Links are entered
-  after all plain directories, so a directory is always scanned under its real
-  path when it has one; among links, the smallest relpath wins.
+  directory is scanned under the link's own path, as ``rsync -L`` and lftp's
+  ``--dereference`` do: FTP cannot make links, and on a website a link such
+  as ``latest -> v2`` must become a directory.  Only a link (or bind mount) to
+  a directory it is inside is a loop: a notice, and skipped.
 * Excluded paths are dropped silently, and excluded directories are not
   entered: nothing below them is looked at.
-* Everything else becomes a ``(path, why)`` line in ``tree.problems`` and is
-  skipped: broken or looping links, sockets, FIFOs and devices, names FTP
-  cannot carry (CR or LF in them), names that are not valid UTF-8, and
-  directories that cannot be read.  Paths in problem lines are made printable
-  (undecodable bytes as ``\\xNN``, CR/LF as ``\\r``/``\\n``).
+* What FTP cannot carry and nobody meant to upload -- sockets, FIFOs, devices,
+  broken or looping links -- is a ``(path, why)`` line in ``tree.notices``.
+* What was meant to be uploaded and cannot be is a line in ``tree.problems``
+  (a failure of the run): names FTP cannot carry (CR or LF in them), names that
+  are not valid UTF-8, and files or directories that cannot be read.  Paths in
+  both are made printable (undecodable bytes as ``\\xNN``, CR/LF as ``\\r``/``\\n``).
 
 A directory that could not be read is still listed in ``tree.dirs`` (it
 exists; lftp would create it too) but its contents are unknown: a planner that
@@ -110,7 +110,7 @@ def scan(
     :class:`~asyncmirror.errors.UsageError` when *root* is missing, is not a
     directory, or cannot be read at all -- an empty result there would look
     like "SRC is empty" and let ``--delete`` wipe the server.  Any other
-    trouble is a line in ``tree.problems`` and the scan goes on.
+    trouble is a line in ``tree.problems`` or ``tree.notices`` and the scan goes on.
 
     ``on_enough`` is called once (from this thread), as soon as *enough* files
     (and directories, with ``count_dirs``) have been kept: the caller can size
@@ -121,16 +121,16 @@ def scan(
     files = tree.files
     dirs = tree.dirs
     problems = tree.problems
+    notices = tree.notices
     excludes = filters.excludes
-    # Every real directory met so far, by identity -> the relpath it was scanned as.
-    seen: dict[tuple[int, int], str] = {(top_st.st_dev, top_st.st_ino): ""}
-    # Directories to list: (absolute path, relpath prefix with its trailing "/", or
-    # "" for the root).
-    stack: list[tuple[str, str]] = [(top, "")]
-    # Symbolic links to directories, entered only once no plain directory is left:
-    # then a directory reachable both ways is always scanned under its real path,
-    # whatever order readdir() gives, and only the link is reported.
-    links: list[tuple[str, str]] = []  # (relpath, absolute path of the link)
+    # Directories to list: (absolute path, relpath prefix with its trailing "/" or "" for
+    # the root, the identities of the directories above it and of itself).  A symbolic
+    # link to a directory is scanned under the link's own path, as rsync -L and lftp's
+    # --dereference do (FTP cannot make links; on a website, "latest -> v2" must become
+    # a directory).  Only a link to a directory it is inside is a loop.
+    stack: list[tuple[str, str, tuple[tuple[int, int], ...]]] = [
+        (top, "", ((top_st.st_dev, top_st.st_ino),))
+    ]
 
     def notify_if_enough() -> None:
         nonlocal on_enough
@@ -138,31 +138,8 @@ def scan(
             on_enough()
             on_enough = None  # once
 
-    while stack or links:
-        if not stack:
-            links.sort(reverse=True)  # smallest relpath first: a stable outcome
-            rel, link_path = links.pop()
-            try:
-                st = os.stat(link_path)
-            except FileNotFoundError:
-                continue  # removed since it was listed
-            except OSError as exc:
-                problems.append((display_path(rel), _why(exc)))
-                continue
-            first = seen.get((st.st_dev, st.st_ino))
-            if first is not None:
-                where = display_path(first) if first else "SRC itself"
-                problems.append(
-                    (
-                        display_path(rel),
-                        f"symbolic link to a directory already scanned as {where}; skipped",
-                    )
-                )
-                continue
-            seen[st.st_dev, st.st_ino] = rel
-            dirs.add(rel)
-            stack.append((link_path, rel + "/"))
-        abs_dir, prefix = stack.pop()
+    while stack:
+        abs_dir, prefix, above = stack.pop()
         try:
             it = os.scandir(abs_dir)
         except OSError as exc:
@@ -204,20 +181,19 @@ def scan(
                             problems.append((display_path(rel), why))
                             continue
                     if is_dir:
-                        if entry.is_symlink():
-                            links.append((rel, entry.path))
-                            continue
-                        # Its identity, so that a link to it is known for a second way
-                        # in: one stat per directory, not per file.
+                        # Its identity (through a link: the target's): one stat per
+                        # directory, not per file.
                         st = entry.stat()
-                        if (st.st_dev, st.st_ino) in seen:
-                            # Only a bind mount can show one directory twice here.
-                            where = display_path(seen[st.st_dev, st.st_ino]) or "SRC itself"
-                            problems.append((display_path(rel), f"already scanned as {where}"))
+                        me = (st.st_dev, st.st_ino)
+                        if me in above:
+                            where = _ancestor(prefix, above, me)
+                            what = "symbolic link" if entry.is_symlink() else "directory"
+                            notices.append(
+                                (display_path(rel), f"{what} to {where}, which holds it: a loop")
+                            )
                             continue
-                        seen[st.st_dev, st.st_ino] = rel
                         dirs.add(rel)
-                        stack.append((entry.path, rel + "/"))
+                        stack.append((entry.path, rel + "/", (*above, me)))
                         notify_if_enough()
                     elif _is_file(entry):
                         st = entry.stat()  # cached on the entry; follows a symlink
@@ -226,7 +202,7 @@ def scan(
                     else:
                         why = _other_kind(entry)
                         if why is not None:
-                            problems.append((display_path(rel), why))
+                            notices.append((display_path(rel), why))
                 except FileNotFoundError:
                     # Vanished since the listing: leave it out, as a later scan would.
                     continue
@@ -234,6 +210,13 @@ def scan(
                     problems.append((display_path(rel), _why(exc)))
     notify_if_enough()
     return tree
+
+
+def _ancestor(prefix: str, above: tuple[tuple[int, int], ...], me: tuple[int, int]) -> str:
+    """How to name the directory ``me`` among those ``above`` a path under ``prefix``."""
+    parts = prefix.rstrip("/").split("/") if prefix else []
+    depth = above.index(me)  # 0 is SRC itself
+    return "SRC itself" if depth == 0 else display_path("/".join(parts[:depth]))
 
 
 def _is_file(entry: os.DirEntry[str]) -> bool:

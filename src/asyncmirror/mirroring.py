@@ -210,6 +210,10 @@ async def rollback(
     )
 
 
+#: How many things that cannot be mirrored one note names.
+NOTICES_SHOWN = 10
+
+
 def _rules_from(
     exclude: Iterable[str],
     include: Iterable[str],
@@ -370,6 +374,7 @@ class _Run:
         async with kept_alive(sessions):  # a large tree may still be scanning
             tree = await scan
         self._note_left_out_dotfiles()
+        self._note_not_mirrored(tree.notices)
         for path, why in tree.problems:
             self.report.failed.append(Failure(path, why))
             self.events.failed(path, why)
@@ -468,6 +473,15 @@ class _Run:
             async with kept_alive(sessions):  # hashing large files takes a while
                 await self._apply_state(plan, tree, remote_tree)
         return plan, remote_tree, sessions
+
+    def _note_not_mirrored(self, notices: list[tuple[str, str]]) -> None:
+        """One note for what FTP cannot carry (FIFOs, link loops...): not failures."""
+        if not notices:
+            return
+        shown = "; ".join(f"{path} ({why})" for path, why in sorted(notices)[:NOTICES_SHOWN])
+        more = len(notices) - NOTICES_SHOWN
+        tail = f"; and {more} more" if more > 0 else ""
+        self._note(f"not mirrored, as FTP cannot carry them: {shown}{tail}")
 
     def _note_left_out_dotfiles(self) -> None:
         """One notice when the filters drop .htaccess & co (lftp's -X '.*' does)."""

@@ -140,72 +140,76 @@ def test_directory_symlink_is_followed(tmp_path: Path) -> None:
     assert tree.files["linked/x/y.txt"].abspath == str(src / "linked/x/y.txt")
 
 
-def test_directory_symlink_loop_is_reported_once(tmp_path: Path) -> None:
+def test_a_link_to_a_directory_it_is_inside_is_a_loop_noticed_once(tmp_path: Path) -> None:
     write(tmp_path, "a/b/f.txt")
     (tmp_path / "a/b/up").symlink_to("../..", target_is_directory=True)  # back to the root
     (tmp_path / "a/self").symlink_to(".", target_is_directory=True)
     tree = scan(str(tmp_path), NONE)
     assert set(tree.files) == {"a/b/f.txt"}
     assert tree.dirs == {"a", "a/b"}
-    problems = dict(tree.problems)
-    assert set(problems) == {"a/b/up", "a/self"}
-    assert "SRC itself" in problems["a/b/up"]
-    assert "already scanned as a" in problems["a/self"]
+    assert tree.problems == []  # not failures: nothing meant to be uploaded was lost
+    notices = dict(tree.notices)
+    assert set(notices) == {"a/b/up", "a/self"}
+    assert notices["a/b/up"] == "symbolic link to SRC itself, which holds it: a loop"
+    assert notices["a/self"] == "symbolic link to a, which holds it: a loop"
 
 
-def test_two_links_to_one_directory_scan_it_once(tmp_path: Path) -> None:
+def test_every_link_to_a_directory_is_uploaded_under_its_own_path(tmp_path: Path) -> None:
+    """As rsync -L: "latest -> v2" on a website must be a directory on the server."""
     shared = tmp_path / "shared"
     write(shared, "s.txt")
     src = tmp_path / "src"
-    src.mkdir()
+    write(src, "v2/index.html")
     (src / "l1").symlink_to(shared)
     (src / "l2").symlink_to(shared)
+    (src / "latest").symlink_to("v2")
+    (src / "m").mkdir()
+    (src / "m/deeper-link").symlink_to("../v2")
     tree = scan(str(src), NONE)
-    assert set(tree.files) == {"l1/s.txt"}  # the smaller name, whatever readdir says
-    assert tree.problems == [("l2", "symbolic link to a directory already scanned as l1; skipped")]
+    assert set(tree.files) == {
+        "v2/index.html",
+        "l1/s.txt",
+        "l2/s.txt",
+        "latest/index.html",
+        "m/deeper-link/index.html",
+    }
+    assert tree.dirs == {"v2", "l1", "l2", "latest", "m", "m/deeper-link"}
+    assert tree.problems == []
+    assert tree.notices == []
+    assert tree.files["latest/index.html"].abspath == str(src / "latest/index.html")
 
 
-def test_real_directory_wins_over_a_link_to_it(tmp_path: Path) -> None:
-    write(tmp_path, "z-real/f.txt")
-    (tmp_path / "a-link").symlink_to("z-real")  # met first in sorted order
-    (tmp_path / "m/deeper-link").parent.mkdir()
-    (tmp_path / "m/deeper-link").symlink_to("../z-real")
-    tree = scan(str(tmp_path), NONE)
-    assert set(tree.files) == {"z-real/f.txt"}
-    assert tree.dirs == {"z-real", "m"}
-    assert sorted(tree.problems) == [
-        ("a-link", "symbolic link to a directory already scanned as z-real; skipped"),
-        ("m/deeper-link", "symbolic link to a directory already scanned as z-real; skipped"),
-    ]
-
-
-def test_broken_and_looping_symlinks_are_problems(tmp_path: Path) -> None:
+def test_broken_and_looping_symlinks_are_notices(tmp_path: Path) -> None:
     write(tmp_path, "ok.txt")
     (tmp_path / "dangling").symlink_to("does-not-exist")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub/me").symlink_to("me")
     tree = scan(str(tmp_path), NONE)
     assert set(tree.files) == {"ok.txt"}
-    problems = dict(tree.problems)
-    assert problems["dangling"] == "broken symbolic link"
-    assert "loop" in problems["sub/me"]
+    assert tree.problems == []
+    notices = dict(tree.notices)
+    assert notices["dangling"] == "broken symbolic link"
+    assert "loop" in notices["sub/me"]
 
 
 def test_excluded_broken_symlink_is_silent(tmp_path: Path) -> None:
     (tmp_path / ".dangling").symlink_to("nowhere")
-    assert scan(str(tmp_path), SEED).problems == []
+    tree = scan(str(tmp_path), SEED)
+    assert tree.problems == []
+    assert tree.notices == []
 
 
-def test_fifo_is_skipped_with_a_problem(tmp_path: Path) -> None:
+def test_fifo_is_skipped_with_a_notice(tmp_path: Path) -> None:
     if not hasattr(os, "mkfifo"):
         pytest.skip("no FIFOs here")
     os.mkfifo(tmp_path / "pipe")
     (tmp_path / "to-pipe").symlink_to("pipe")
     tree = scan(str(tmp_path), NONE)
     assert tree.files == {}
-    problems = dict(tree.problems)
-    assert problems["pipe"].startswith("a FIFO")
-    assert problems["to-pipe"].startswith("symbolic link to a FIFO")
+    assert tree.problems == []
+    notices = dict(tree.notices)
+    assert notices["pipe"].startswith("a FIFO")
+    assert notices["to-pipe"].startswith("symbolic link to a FIFO")
 
 
 @pytest.mark.parametrize("name", ["line\nbreak.txt", "carriage\rreturn.txt"])
