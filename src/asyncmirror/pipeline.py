@@ -103,7 +103,7 @@ class AheadAnswered(NamedTuple):
 
 
 class AheadRejected(NamedTuple):
-    """``450 ... in progress``: the passive command came too early; nothing is owed for it."""
+    """``450 ... in progress``: the passive command came mid-transfer; nothing is owed for it."""
 
     owed: Owed
     reply: Reply
@@ -223,7 +223,7 @@ class Pipeline:
         ahead = self._ahead
         if ahead is not None and self._owed and self._owed[0] is not ahead:
             # Something sent before the passive command is still owed (the
-            # transfer's final reply): only these replies can be the early one's.
+            # transfer's final reply): only these replies can be the one sent ahead's.
             if _is_ahead_rejection(reply):
                 self._forget(ahead)
                 return AheadRejected(ahead, reply)
@@ -243,7 +243,7 @@ class Pipeline:
         elif head.kind is Kind.RIDER:
             self._rider_replies.append((head.owner, reply))
         elif head.kind is Kind.TRANSFER and not reply.is_complete and self._ahead is not None:
-            # A failure with the early passive command unanswered: this reply may
+            # A failure with the passive command ahead unanswered: this reply may
             # be that command's, and the next one the transfer's.
             self._in_step = False
         return Answer(head, reply)
