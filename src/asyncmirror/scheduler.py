@@ -10,10 +10,11 @@ return a :class:`Deferred` -- commands whose replies finish the job (``RNTO``,
 write* as the ``EPSV``/``PASV`` of its next job, so checking an upload costs no
 extra round trip.  On ProFTPD that passive command goes out even sooner, ahead
 of the upload's ``226`` (:attr:`ServerQuirks.passive_ahead
-<asyncmirror.session.ServerQuirks.passive_ahead>`); then the checks ride in the
-same write as the next ``STOR`` instead (they must not: ProFTPD would run them
-mid-transfer).  :mod:`asyncmirror.pipeline` pairs the replies, including
-ProFTPD's ``450 ... in progress`` for a passive command that came too early.
+<asyncmirror.session.ServerQuirks.passive_ahead>`).  The checks cannot go with
+it -- ProFTPD would run them mid-transfer -- so they ride in the same write as
+the next ``STOR`` instead.  :mod:`asyncmirror.pipeline` pairs the replies,
+including ProFTPD's ``450 ... in progress`` for a passive command that came
+while the transfer was still running.
 
 Failures are classified by :mod:`asyncmirror.errors`: a retryable error puts
 the job back after an exponential, jittered backoff (bounded by ``retries``);

@@ -494,6 +494,7 @@ class Session:
 
     @property
     def passive_ahead_wanted(self) -> bool:
+        """Inside :meth:`passive_ahead_allowed` with ``True``: an upload should send it."""
         return self._ahead_wanted
 
     @property
