@@ -80,16 +80,12 @@ async def _open(
                 raise
         return data
 
-    prefix, session.prefix = session.prefix, []
     stats.sent = True  # before the write: a send that fails may still have sent it
-    await session.send(*prefix, command)
+    # Commands riding with this one (session.send_with_next_transfer) go in the
+    # same write; the session files their replies for their owner as it reads.
+    await session.send_transfer(command)
 
-    async def preliminary() -> Reply:
-        for _ in prefix:
-            session.prefix_replies.append(await session.read_reply())
-        return await session.read_reply()
-
-    reply_task: asyncio.Task[Reply] = asyncio.ensure_future(preliminary())
+    reply_task: asyncio.Task[Reply] = asyncio.ensure_future(session.read_reply())
     data_task = asyncio.ensure_future(connect())
     data: transport.DataTLS | None = None
     try:
@@ -110,7 +106,7 @@ async def _open(
                 explained = await _next_final(session)
             if explained is not None and not explained.is_complete:
                 session.check(command, explained, "2")
-            session.broken = True
+            session.mark_broken()
             raise data_error from None
         reply = await reply_task
         session.check(command, reply, "1")
@@ -132,7 +128,7 @@ async def _open(
         if not isinstance(exc, errors.AsyncMirrorError):
             # Cancelled mid-transfer: the server owes replies nobody will read, and
             # may not read a QUIT before the transfer ends.  Close, do not say goodbye.
-            session.broken = True
+            session.mark_broken()
         if data is not None:
             data.abort()
         if data_task.done() and not data_task.cancelled() and data_task.exception() is None:
@@ -153,7 +149,7 @@ async def _drain_final(session: Session) -> None:
             while reply.is_preliminary:
                 reply = await session.read_reply()
     except (errors.AsyncMirrorError, TimeoutError):
-        session.broken = True
+        session.mark_broken()
 
 
 async def _settle(task: asyncio.Task[Reply]) -> Reply | None:
@@ -170,9 +166,10 @@ async def _next_final(session: Session) -> Reply | None:
         return None
 
 
-#: Pause between the end of an upload and its early EPSV/PASV: long enough for
-#: the server to see the end of the data first, short next to any round trip.
-EARLY_GAP = 0.002
+#: Pause between the end of an upload and its passive command sent ahead: long
+#: enough for the server to see the end of the data first, short next to any
+#: round trip.
+AHEAD_GAP = 0.002
 
 
 async def _finish(
@@ -181,40 +178,28 @@ async def _finish(
     data: transport.DataTLS,
     stats: DataStats,
     *,
-    early_passive: bool = False,
+    passive_ahead: bool = False,
 ) -> Reply:
     """Close the data stream (close_notify + FIN) and read the transfer's final reply.
 
-    With ``early_passive`` the next transfer's EPSV/PASV goes out right after
+    With ``passive_ahead`` the next transfer's EPSV/PASV goes out right after
     the data, before the ``226``: if the server has finished by the time it
     arrives, the next passive address comes one round trip sooner.  ProFTPD
     answers one that arrives mid-transfer with ``450 ... data transfer in
-    progress``; then it is simply sent again later (nothing lost).  Only the
-    passive command is sent early: ProFTPD would *execute* MFMT or SIZE
+    progress``; then it is simply sent again later (nothing lost).  The
+    session's pipeline pairs those replies (:mod:`asyncmirror.pipeline`) and
+    drops the session when a failure leaves them unpairable.  Only the
+    passive command goes ahead: ProFTPD would *execute* MFMT or SIZE
     mid-transfer.
     """
     with transport.translate_errors(f"closing the data connection for {command.split()[0]}"):
         await data.close()
-    if early_passive:
-        await asyncio.sleep(EARLY_GAP)
-        await session.send(session.passive_command())
-        session.passive_in_flight = True
-    while True:
-        reply = await session.read_reply()
-        if session.passive_in_flight and session.passive_ready is None:
-            if reply.code == "450" and "progress" in reply.text.lower():
-                session.passive_in_flight = False  # rejected: send it again later
-                continue
-            if reply.code in ("227", "229"):
-                session.passive_ready = reply  # some servers answer it before the 226
-                continue
-        break
+    if passive_ahead:
+        await asyncio.sleep(AHEAD_GAP)
+        await session.send_passive_ahead()
+    reply = await session.read_reply()
     stats.replied = True
     stats.stored = reply.is_complete
-    if session.passive_in_flight and not reply.is_complete:
-        # An error here may be the early command's answer, not the transfer's:
-        # the replies can no longer be paired reliably.
-        session.broken = True
     session.check(command, reply, "2")
     return reply
 
@@ -282,7 +267,7 @@ async def upload(
                     if share <= 0:
                         share = FAIR_SHARE
                         await asyncio.sleep(0)
-            await _finish(session, command, data, stats, early_passive=session.want_early_passive)
+            await _finish(session, command, data, stats, passive_ahead=session.passive_ahead_wanted)
         try:
             after: os.stat_result | None = os.stat(source)
         except OSError:

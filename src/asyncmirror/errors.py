@@ -11,7 +11,8 @@ The families answer the one question a caller has when something fails:
   file fails, the run goes on (exit 1 at the end).
 
 ``ssl``, ``OSError`` and aioftp exceptions are mapped to these where they
-enter (``transport.py``); nothing above the session layer sees them raw.  No
+enter (``transport.translate_errors``; aioftp's refused greeting in
+``session.py``); nothing above the session layer sees them raw.  No
 message built here ever contains the password: callers pass only hosts, paths
 and server replies, and the replies to ``PASS`` are not echoed back by servers.
 """

@@ -76,7 +76,7 @@ async def list_tree(
             # path or lists the working directory; vsftpd lists a missing
             # directory as empty), so: CWD, pipelined in the same write as a
             # plain "LIST -a" (dotfiles included) of the working directory.
-            session.prefix = [f"CWD {path}"]
+            session.send_with_next_transfer(job, [f"CWD {path}"])
             command = "LIST -a"
         try:
             data = await datachannel.fetch(session, command, address)
@@ -88,7 +88,7 @@ async def list_tree(
                 ) from None
             data = None
         finally:
-            cwd, session.prefix_replies = session.prefix_replies, []
+            _, cwd = session.take_riders(job)
         if not use_mlsd and not (cwd and cwd[0].is_complete):
             data = None  # the directory is not there (what was listed is another one)
         if data is None:

@@ -8,8 +8,13 @@ shared queue, so no session idles while work remains.  A job's handler may
 return a :class:`Deferred` -- commands whose replies finish the job (``RNTO``,
 ``MFMT``, ``SIZE`` to verify the upload).  The worker sends them *in the same
 write* as the ``EPSV``/``PASV`` of its next job, so checking an upload costs no
-extra round trip.  ``PASV`` itself cannot be pipelined behind a transfer:
-ProFTPD answers it with ``450`` until the ``226`` is out.
+extra round trip.  On ProFTPD that passive command goes out even sooner, ahead
+of the upload's ``226`` (:attr:`ServerQuirks.passive_ahead
+<asyncmirror.session.ServerQuirks.passive_ahead>`).  The checks cannot go with
+it -- ProFTPD would run them mid-transfer -- so they ride in the same write as
+the next ``STOR`` instead.  :mod:`asyncmirror.pipeline` pairs the replies,
+including ProFTPD's ``450 ... in progress`` for a passive command that came
+while the transfer was still running.
 
 Failures are classified by :mod:`asyncmirror.errors`: a retryable error puts
 the job back after an exponential, jittered backoff (bounded by ``retries``);
@@ -236,27 +241,27 @@ class Workers(Generic[J]):
                     )
                     broke_with = None
                 lines = pending[1].lines if pending else []
-                early = session.passive_in_flight or session.passive_ready is not None
+                ahead = session.passive_ahead_pending
                 address = None
                 handed_over: tuple[J, Deferred] | None = None
-                if early:
-                    # The passive command went out before the transfer's 226.
+                if ahead:
+                    # The passive command went out ahead of the transfer's 226.
                     try:
                         address = await session.read_passive()
                     except errors.TransientReplyError:
                         # e.g. "425 Address already in use": the session is
                         # fine; ask again below, with the checks still due.
-                        early = False
-                if early:
+                        ahead = False
+                if ahead:
                     if job is not None and pending is not None:
                         # The finished job's checks ride in the same write as the
                         # next STOR: no round trip of their own.
                         handed_over, pending = pending, None
-                        session.prefix = list(handed_over[1].lines)
+                        session.send_with_next_transfer(handed_over, handed_over[1].lines)
                     elif lines:
                         await session.send(*lines)
                 elif job is not None:
-                    await session.send(*lines, session.passive_command())
+                    await session.send_passive(*lines)
                 elif lines:
                     await session.send(*lines)
                 if pending is not None:
@@ -270,23 +275,21 @@ class Workers(Generic[J]):
                 if address is None:
                     address = await session.read_passive()
                 quirks = session.quirks
-                session.want_early_passive = (
-                    quirks.early_passive and quirks.epsv is not None and self.queue.has_items()
+                ahead_next = (
+                    quirks.passive_ahead and quirks.epsv is not None and self.queue.has_items()
                 )
                 try:
-                    result = await self.handler(session, job, address)
+                    with session.passive_ahead_allowed(ahead_next):
+                        result = await self.handler(session, job, address)
                 finally:
-                    session.want_early_passive = False
-                    unsent, session.prefix = session.prefix, []
-                    if handed_over is not None and unsent:
-                        # The handler failed before its STOR went out: the
-                        # checks were never sent; they are still due.
-                        pending, handed_over = handed_over, None
-                        unsettled.remove(pending[0])
                     if handed_over is not None:
-                        replies = session.prefix_replies
-                        session.prefix_replies = []
-                        if len(replies) == len(handed_over[1].lines):
+                        unsent, replies = session.take_riders(handed_over)
+                        if unsent:
+                            # The handler failed before its STOR went out: the
+                            # checks were never sent; they are still due.
+                            pending, handed_over = handed_over, None
+                            unsettled.remove(pending[0])
+                        elif len(replies) == len(handed_over[1].lines):
                             unsettled.remove(handed_over[0])
                             self._settle(handed_over[0], handed_over[1], replies)
                 unsettled.remove(job)
@@ -301,10 +304,8 @@ class Workers(Generic[J]):
             except errors.FatalError:
                 raise
             except errors.AsyncMirrorError as exc:
-                if session is not None and (
-                    session.passive_in_flight or session.passive_ready is not None
-                ):
-                    session.broken = True  # replies out of step: start afresh
+                if session is not None and session.passive_ahead_pending:
+                    session.mark_broken()  # replies out of step: start afresh
                 if pending is not None and pending[0] not in unsettled:
                     # Checks handed back by a handler that failed before its STOR:
                     # still due on a healthy session, else the job is retried.
@@ -317,13 +318,13 @@ class Workers(Generic[J]):
                     broke_with = exc
                 for j in unsettled:
                     self._attempt_failed(j, exc)
-        if session is not None and (session.passive_in_flight or session.passive_ready):
-            # An early EPSV/PASV nobody needs any more: take its reply off the
-            # wire so the next user of this session reads its own replies.
+        if session is not None and session.passive_ahead_pending:
+            # A passive command sent ahead that nobody needs any more: take its
+            # reply off the wire so the next user of this session reads its own.
             try:
                 await session.read_passive()
             except errors.AsyncMirrorError:
-                session.broken = True
+                session.mark_broken()
         return session
 
     def _settle(self, job: J, deferred: Deferred, replies: list[Reply]) -> None:
@@ -407,7 +408,7 @@ async def run_batch(
             failures += 1
             if failures > retries:
                 raise
-            session.broken = True
+            session.mark_broken()
             again += chunk[answered:]
         if again:
             await asyncio.sleep(backoff(max(attempts.get(i, 1) for i, _, _ in again)))

@@ -15,8 +15,11 @@ and reply handling, which adds what real servers need and aioftp lacks:
   write (some servers reject ``PBSZ`` before login; one round trip instead of
   three).  ``TYPE I`` is set once per connection, not once per file.
 * Commands may be pipelined: :meth:`send` writes several lines at once and
-  :meth:`read_reply` reads their replies in order.  The scheduler uses that to
-  hide verification and ``MFMT`` round trips behind the next ``PASV``.
+  :meth:`read_reply` reads their replies in order.  Which reply is whose --
+  including the passive command sent ahead of a transfer's ``226`` and the
+  checks that ride with the next ``STOR`` -- is kept by a
+  :class:`~asyncmirror.pipeline.Pipeline`, the session's only protocol state;
+  other modules change it through the session's methods only.
 * Every wait is bounded by ``timeout``; a timeout or a cut connection marks the
   session broken so the pool replaces it.
 
@@ -35,6 +38,7 @@ import aioftp
 
 from . import errors, transport
 from .early import EarlyConnection
+from .pipeline import AheadAnswered, Answer, Kind, Pipeline, Progress, Write
 from .replies import (
     Reply,
     ReplyReader,
@@ -145,27 +149,6 @@ class LoginGate:
         yield  # proven while this one waited: log in alongside the others
 
 
-#: Largest control-channel write.  ProFTPD reads commands into a small buffer
-#: and then waits on the socket: commands left inside one larger TLS record
-#: stay unread and the session stalls (seen with 4.8 KB of pipelined MLST).
-RECORD_LIMIT = 1024
-
-
-def _records(lines: Sequence[str]) -> list[bytes]:
-    """Pack command lines into writes of at most RECORD_LIMIT bytes each."""
-    out: list[bytes] = []
-    buf = b""
-    for line in lines:
-        data = f"{line}\r\n".encode()
-        if buf and len(buf) + len(data) > RECORD_LIMIT:
-            out.append(buf)
-            buf = b""
-        buf += data
-    if buf:
-        out.append(buf)
-    return out
-
-
 class ServerQuirks:
     """What the run learned about the server by trying, shared by all sessions.
 
@@ -177,10 +160,10 @@ class ServerQuirks:
         self.epsv: bool | None = None
         self.mlsd: bool | None = None
         self.mlst: bool | None = None
-        #: May the next EPSV/PASV go out before a transfer's 226?  Only where
+        #: May the next EPSV/PASV go out ahead of a transfer's 226?  Only where
         #: measured safe: ProFTPD answers one that arrives mid-transfer with
         #: 450 and nothing else; pyftpdlib acts on it and stalls the transfer.
-        self.early_passive = False
+        self.passive_ahead = False
         self.mtime_command: str | None = None  # "MFMT", "SITE UTIME" or "" (none works)
         self.home: str | None = None
 
@@ -208,19 +191,12 @@ class Session:
             (e for e in config.early if e.claim(config.host, config.port)), None
         )
         self._replies = ReplyReader()
+        self._pipeline = Pipeline()
+        #: Set by the scheduler while more work follows: a transfer that ends may
+        #: send the next EPSV/PASV ahead of its 226.
+        self._ahead_wanted = False
         self.broken = False
         self.banner = ""
-        self._passive_sent = "EPSV"
-        #: Set by the scheduler: more work follows, send EPSV/PASV early.
-        self.want_early_passive = False
-        #: An early EPSV/PASV was sent and its reply not read yet ...
-        self.passive_in_flight = False
-        #: ... or its reply already came (before the transfer's 226).
-        self.passive_ready: Reply | None = None
-        #: Commands to send in the same write as the next transfer command, and
-        #: their replies, read just before that command's own.
-        self.prefix: list[str] = []
-        self.prefix_replies: list[Reply] = []
 
     # --- opening ----------------------------------------------------------------
 
@@ -262,7 +238,7 @@ class Session:
             ) from None
         self.banner = " ".join(info).strip()
         if "ProFTPD" in self.banner:
-            self.quirks.early_passive = True
+            self.quirks.passive_ahead = True
         self._trace("<-", f"220 {self.banner}")
 
         reply = await self.command("AUTH TLS")
@@ -365,22 +341,42 @@ class Session:
         """The control connection's TLS session; data connections resume it."""
         return transport.tls_session(self.writer)
 
+    def mark_broken(self) -> None:
+        """The connection can no longer be trusted: the pool replaces it."""
+        self.broken = True
+
     async def send(self, *lines: str) -> None:
         """Write one or more command lines in a single segment (pipelining)."""
-        for line in lines:
-            if "\r" in line or "\n" in line:
-                # A CR or LF would let a file name inject a second command.
-                shown = mask_command(line)[:40]
-                raise errors.UsageError(f"refusing to send a command with CR/LF: {shown!r}")
+        await self._write(self._pipeline.send(*lines))
+
+    async def _write(self, write: Write) -> None:
+        for line in write.lines:
             self._trace("->", mask_command(line))
         writer = self.writer
-        with self._guard(f"send {mask_command(lines[0]).split(' ')[0]}"):
-            for record in _records(lines):
+        with self._guard(f"send {mask_command(write.lines[0]).split(' ')[0]}"):
+            for record in write.records:
                 writer.write(record)  # one TLS record per write() call
             async with asyncio.timeout(self.config.timeout):
                 await writer.drain()
 
     async def read_reply(self) -> Reply:
+        """Read the next reply (a 1xx or a final one) to the commands sent, in order.
+
+        Replies that belong elsewhere are filed by the pipeline on the way:
+        those of commands riding with a transfer (:meth:`take_riders`) and of
+        a passive command sent ahead (:meth:`read_passive`).
+        """
+        return (await self._next_answer()).reply
+
+    async def _next_answer(self) -> Answer | Progress:
+        while True:
+            event = self._pipeline.receive(await self._read_wire_reply())
+            if not self._pipeline.in_step:
+                self.broken = True  # replies can no longer be paired with commands
+            if isinstance(event, Answer | Progress) and event.owed.kind is not Kind.RIDER:
+                return event
+
+    async def _read_wire_reply(self) -> Reply:
         """Read one complete reply (all lines of a multi-line one)."""
         with self._guard("read reply"):
             while True:
@@ -469,31 +465,73 @@ class Session:
         self.broken = True
         raise errors.ProtocolError(f"{command}: unexpected reply {reply.code} {reply.text}")
 
+    # --- transfers: riders and the passive command ahead -------------------------
+
+    def send_with_next_transfer(self, owner: object, lines: Sequence[str]) -> None:
+        """Send ``lines`` in the same write as the next transfer command (no round trip).
+
+        Their replies are read before that command's own and kept for
+        ``owner``: take them with :meth:`take_riders`.
+        """
+        self._pipeline.ride(owner, lines)
+
+    def take_riders(self, owner: object) -> tuple[list[str], list[Reply]]:
+        """``owner``'s lines that never went out (no transfer followed), and their replies."""
+        return self._pipeline.take_riders(owner)
+
+    async def send_transfer(self, command: str) -> None:
+        """Send a transfer command (``STOR``, ``LIST`` ...) with the lines riding with it."""
+        await self._write(self._pipeline.send_transfer(command))
+
+    @contextlib.contextmanager
+    def passive_ahead_allowed(self, allowed: bool) -> Iterator[None]:
+        """Inside, an upload that ends sends the next EPSV/PASV ahead of its 226."""
+        self._ahead_wanted = allowed
+        try:
+            yield
+        finally:
+            self._ahead_wanted = False
+
+    @property
+    def passive_ahead_wanted(self) -> bool:
+        """Inside :meth:`passive_ahead_allowed` with ``True``: an upload should send it."""
+        return self._ahead_wanted
+
+    @property
+    def passive_ahead_pending(self) -> bool:
+        """A passive command went out ahead and :meth:`read_passive` has not taken its reply."""
+        return self._pipeline.ahead_pending
+
+    async def send_passive_ahead(self) -> None:
+        """Send the next passive command before the transfer's final reply is read."""
+        await self._write(self._pipeline.send_ahead(self._passive_command()))
+
     # --- passive mode -----------------------------------------------------------
 
-    def passive_command(self) -> str:
-        """The passive-mode command to send next; remembered for :meth:`read_passive`.
+    def _passive_command(self) -> str:
+        # The pipeline remembers which one each session sent: another session
+        # may switch the shared quirk from EPSV to PASV while a reply is in flight.
+        return "PASV" if self.quirks.epsv is False else "EPSV"
 
-        Each session remembers what *it* sent: another session may switch the
-        shared quirk from EPSV to PASV while this one's reply is still in flight.
-        """
-        self._passive_sent = "PASV" if self.quirks.epsv is False else "EPSV"
-        return self._passive_sent
-
-    async def send_passive(self) -> None:
-        await self.send(self.passive_command())
+    async def send_passive(self, *before: str) -> None:
+        """Send ``before`` (plain commands) and the passive command in one write."""
+        await self._write(self._pipeline.send_passive(self._passive_command(), before))
 
     async def read_passive(self) -> tuple[str, int]:
         """Read the reply to the passive command; fall back from EPSV to PASV once."""
-        if self.passive_ready is not None:
-            reply, self.passive_ready = self.passive_ready, None
+        held: AheadAnswered | None = self._pipeline.take_held_passive()
+        if held is not None:
+            sent, reply = held.owed.command, held.reply
         else:
-            reply = await self.read_reply()
-        self.passive_in_flight = False
-        if self._passive_sent == "EPSV" and reply.code != "229":
+            answer = await self._next_answer()
+            sent, reply = answer.owed.command, answer.reply
+        if sent == "EPSV" and reply.code != "229":
             if reply.is_permanent:
                 self.quirks.epsv = False  # remembered for every session of the run
-                reply = await self.command(self.passive_command())
+                await self.send_passive()
+                reply = await self.read_reply()
+                while reply.is_preliminary:
+                    reply = await self.read_reply()
             else:
                 self.check("EPSV", reply, "229")
         if reply.code == "229":

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from asyncmirror import mirror
 from tests.integration.sessions import open_session
-from tests.servers.proftpd import ProftpdServer
+from tests.servers.proftpd import ProftpdServer, RemoteDir
 
 
 async def test_hundreds_of_long_pipelined_commands_all_get_their_reply(
@@ -49,3 +52,53 @@ async def test_login_and_set_up_take_one_round_trip_on_proftpd(proftpd: ProftpdS
         "-> PWD",
     ], trace
     assert proftpd.password not in "\n".join(trace)
+
+
+async def test_uploads_send_the_next_passive_command_ahead_and_their_checks_cost_no_round_trip(
+    proftpd: ProftpdServer, remote_dir: RemoteDir, tmp_path: Path
+) -> None:
+    # The speed of a run on ProFTPD: the next EPSV goes out before the 226 of the
+    # upload before it, and each upload's checks (MFMT, SIZE) go in the same
+    # write as the next EPSV or the next STOR, never in a round trip of their own.
+    src = tmp_path / "src"
+    src.mkdir()
+    names = [f"f{i}.txt" for i in range(6)]
+    for name in names:
+        (src / name).write_bytes(name.encode() * 1000)
+    trace: list[str] = []
+    report = await mirror(
+        str(src),
+        remote_dir.name,
+        host=proftpd.host,
+        port=proftpd.port,
+        user=proftpd.user,
+        password=proftpd.password,
+        ca_file=str(proftpd.ca_file),
+        jobs=1,
+        state=False,
+        timeout=20,
+        trace=lambda direction, line: trace.append(f"{direction} {line}"),
+    )
+    assert report.uploaded == len(names)
+    for name in names:
+        assert (remote_dir.path / name).read_bytes() == (src / name).read_bytes()
+
+    # A passive command sent between a STOR and the 226 that ends it, for every
+    # upload but the last (nothing follows it).
+    ahead = 0
+    in_transfer = False
+    for line in trace:
+        if line.startswith("-> STOR "):
+            in_transfer = True
+        elif in_transfer and line.startswith("<- 226"):
+            in_transfer = False
+        elif in_transfer and line in ("-> EPSV", "-> PASV"):
+            ahead += 1
+    assert ahead == len(names) - 1, trace
+
+    # Each check is followed, with no reply read in between, by more commands:
+    # the EPSV or the STOR that share its write.  Only the last upload's stand alone.
+    sizes = [i for i, line in enumerate(trace) if line.startswith("-> SIZE ")]
+    assert len(sizes) == len(names), trace
+    for i in sizes[:-1]:
+        assert trace[i + 1].startswith(("-> EPSV", "-> PASV", "-> STOR ")), trace[i - 2 : i + 3]
