@@ -13,11 +13,15 @@ replies, so data connections go through the proxy too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -880,6 +884,52 @@ def test_server_restart_refusing_connections_for_two_seconds_is_survived(
     assert run.elapsed < 2.0 + timeout * (retries + 1) + max_backoff(retries) + 2
     assert run.report["failed"] == []
     assert_mirrored(files, remote, run)
+
+
+def _read_reply_line(tls: ssl.SSLSocket | socket.socket, want: str) -> None:
+    data = b""
+    while not re.search(rb"(^|\n)\d{3} [^\n]*\n", data):
+        chunk = tls.recv(4096)
+        assert chunk, f"connection closed before the {want} reply: {data!r}"
+        data += chunk
+    assert data.splitlines()[-1].startswith(want.encode()), data
+
+
+def test_the_proxy_closes_a_finished_control_connection_whose_client_stays_silent(
+    ftp: Faulty,
+) -> None:
+    """The restart test's leak, made deterministic.
+
+    A client that QUITs and then neither answers the proxy's TLS close_notify nor
+    closes its socket (asyncmirror aborts sessions; a killed run does nothing at all):
+    the proxy must still close its socket.  Closing a TLS writer twice used to detach
+    asyncio's TLS layer, so the proxy's abort did nothing and the socket stayed open
+    for asyncio's 30 s shutdown timer -- or for ever, once the proxy's loop stopped,
+    and the garbage collector then reported ``unclosed transport`` in whatever test
+    was running.
+    """
+    ctx = ssl.create_default_context(cafile=str(ftp.server.ca_file))
+    with socket.create_connection((ftp.proxy.host, ftp.proxy.port), timeout=10) as raw:
+        _read_reply_line(raw, "220")
+        raw.sendall(b"AUTH TLS\r\n")
+        _read_reply_line(raw, "234")
+        with ctx.wrap_socket(raw, server_hostname=ftp.proxy.host) as tls:
+            tls.sendall(b"QUIT\r\n")
+            _read_reply_line(tls, "221")
+            # The proxy ends the TLS session; we stay silent: no close_notify back.
+            with contextlib.suppress(ssl.SSLZeroReturnError):
+                assert tls.recv(4096) == b""
+            # Below TLS, the TCP connection must end well before asyncio's 30 s
+            # shutdown timer would end it (the proxy waits 2 s + 2 s for us).
+            with socket.socket(fileno=os.dup(tls.fileno())) as below:
+                below.settimeout(15)
+                try:
+                    rest = below.recv(4096)
+                except ConnectionResetError:
+                    rest = b""
+                except TimeoutError:
+                    pytest.fail("the proxy left a finished control connection open")
+            assert rest == b""
 
 
 def test_listing_cut_mid_transfer_is_retried_and_the_session_stays_in_step(

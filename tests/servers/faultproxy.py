@@ -253,6 +253,20 @@ async def _start_tls(
         raise ConnectionResetError("connection cut during the TLS handshake")
 
 
+def _close(writer: asyncio.StreamWriter) -> None:
+    """Start a graceful close (TLS close_notify, then FIN), once.
+
+    A second ``close()`` of a TLS writer detaches asyncio's (3.11) TLS transport from
+    its socket: a later :func:`_abort` then does nothing, and the socket stays open
+    until the peer answers close_notify or asyncio's 30 s shutdown timer fires -- or,
+    if the proxy's loop stops first, is never closed and surfaces as ``unclosed
+    transport <_SelectorSocketTransport>`` whenever the garbage collector runs.
+    """
+    with contextlib.suppress(Exception):  # a start_tls cut short: no transport
+        if not writer.is_closing():
+            writer.close()
+
+
 def _abort(writer: asyncio.StreamWriter) -> None:
     # A start_tls cut short leaves a writer without a transport: nothing to abort then.
     with contextlib.suppress(Exception):
@@ -576,7 +590,7 @@ class FaultProxy(LoopThread):
             if not conn.closed:
                 conn.closed = True
                 for writer in conn.writers():
-                    writer.close()
+                    _close(writer)
                 for writer in conn.writers():
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(writer.wait_closed(), 2)
@@ -704,7 +718,7 @@ class FaultProxy(LoopThread):
                 await conn.uwriter.drain()
         finally:
             if not conn.closed:
-                conn.uwriter.close()
+                _close(conn.uwriter)
 
     async def _flush_synthetic(self, conn: _Control) -> None:
         while conn.pending and conn.pending[0].synthetic is not None:
@@ -734,7 +748,7 @@ class FaultProxy(LoopThread):
                 await self._flush_synthetic(conn)
         finally:
             if not conn.closed:
-                conn.cwriter.close()
+                _close(conn.cwriter)
 
     def _learn_port(self, conn: _Control, line: bytes) -> None:
         m = _EPSV_RE.search(line)
@@ -876,7 +890,7 @@ class FaultProxy(LoopThread):
                 writer.write("".join(line + "\r\n" for line in inject).encode("utf-8"))
                 await writer.drain()
                 self._inc("listing_injected")
-            writer.close()  # TLS close_notify, then FIN
+            _close(writer)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 5)
 
