@@ -61,14 +61,11 @@ from collections.abc import Callable, Iterable
 from typing import Literal
 
 from asyncmirror.errors import UsageError
+from asyncmirror.names import STATE_NAME, TEMP_PREFIX
 
 Action = Literal["include", "exclude"]
 Syntax = Literal["glob", "regex"]
 
-#: The state file asyncmirror keeps at the root of DST (and never uploads from SRC).
-STATE_FILE_NAME = ".asyncmirror-state.json"
-#: Prefix of asyncmirror's temporary upload names, at any depth.
-TEMP_PREFIX = ".asyncmirror-tmp-"
 #: lftp's default ``mirror:exclude-regex``: its own partial downloads and NFS silly-renames.
 LFTP_DEFAULT_EXCLUDE_REGEX = r"(^|/)(\.in\.|\.nfs)"
 
@@ -110,12 +107,12 @@ class _PatternError(Exception):
 def always_excluded(relpath: str) -> bool:
     """True for asyncmirror's own files, which no rule can bring back in.
 
-    That is the state file :data:`STATE_FILE_NAME` at the root, and any name
+    That is the state file :data:`STATE_NAME` at the root, and any name
     starting with :data:`TEMP_PREFIX` at any depth (uploads in progress).  They
     must never be uploaded from SRC nor be deleted as strays on DST, whatever
     the user's rules say, so the check comes before the rules.
     """
-    if relpath == STATE_FILE_NAME:
+    if relpath == STATE_NAME:
         return True
     # rpartition gives the whole string when there is no "/": the basename either way.
     return relpath.rpartition("/")[2].startswith(TEMP_PREFIX)
@@ -496,7 +493,7 @@ class FilterSet:
         the rules would say of those paths on their own (lftp never lists them).
         """
         # always_excluded(), with a substring test first: this runs once per path.
-        if relpath == STATE_FILE_NAME or (TEMP_PREFIX in relpath and always_excluded(relpath)):
+        if relpath == STATE_NAME or (TEMP_PREFIX in relpath and always_excluded(relpath)):
             return True
         if not self._checks:
             return False

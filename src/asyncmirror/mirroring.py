@@ -21,14 +21,15 @@ from . import datachannel, digests, errors, local, remote
 from . import state as state_mod
 from .early import EarlyConnection
 from .entries import LocalFile, LocalTree, RemoteTree
-from .filters import TEMP_PREFIX, FilterSet, Rule
+from .filters import FilterSet, Rule
+from .names import STATE_NAME, temporary
 from .planner import Plan, PlanOptions, Reason, Upload, make_plan
 from .pool import Pool, backoff
 from .replies import Reply, format_mfmt, parse_size
 from .report import Events, Failure, Report
 from .scheduler import Deferred, Workers, run_batch
 from .session import ServerConfig, Session, Trace
-from .state import STATE_NAME, StateEntry
+from .state import StateEntry
 from .transport import TLSPolicy
 
 
@@ -443,7 +444,7 @@ class _Run:
         self.state_dirty = False
         self.state_written_at = time.monotonic()
         final = remote.remote_join(self.base, STATE_NAME)
-        tmp = remote.remote_join(self.base, f"{TEMP_PREFIX}{self.run_id}-{STATE_NAME}")
+        tmp = temporary(final, self.run_id)
         if address is None:
             address = await session.passive()
         self.temp_names.add(tmp)
@@ -551,14 +552,7 @@ class _Run:
                 await self._store_state(session, address)
                 return None
             target = remote.remote_join(base, up.path)
-            name = posixpath.basename(target)
-            stored = (
-                posixpath.join(
-                    posixpath.dirname(target), f"{TEMP_PREFIX}{os.urandom(4).hex()}-{name}"
-                )
-                if atomic
-                else target
-            )
+            stored = temporary(target) if atomic else target
             stats = datachannel.DataStats()
             if atomic:
                 self.temp_names.add(stored)

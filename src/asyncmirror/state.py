@@ -20,10 +20,8 @@ from typing import NamedTuple
 
 from . import digests
 from .entries import RemoteTree
-from .filters import STATE_FILE_NAME
 from .planner import Plan, Reason
 
-STATE_NAME = STATE_FILE_NAME
 #: 2: each entry names its digest's algorithm (its key); 1 (asyncmirror 0.1):
 #: always "sha256".  Both are read; 2 is written.
 VERSION = 2

@@ -24,8 +24,6 @@ import pytest
 from asyncmirror.errors import UsageError
 from asyncmirror.filters import (
     LFTP_DEFAULT_EXCLUDE_REGEX,
-    STATE_FILE_NAME,
-    TEMP_PREFIX,
     FilterSet,
     Rule,
     _compile,
@@ -34,6 +32,7 @@ from asyncmirror.filters import (
     _PatternError,
     always_excluded,
 )
+from asyncmirror.names import STATE_NAME, TEMP_PREFIX
 
 Opts = tuple[tuple[str, str], ...]
 
@@ -184,9 +183,9 @@ CASES: list[tuple[Opts, str, bool, bool]] = [
     ((("-x", "secret"), ("-i", "sub/"), ("-x", "public")), "sub/secret.txt", False, False),
     ((("-x", "secret"), ("-i", "sub/"), ("-x", "public")), "secret.txt", False, True),
     # --- asyncmirror's own files, whatever the rules
-    ((), STATE_FILE_NAME, False, True),
-    ((("-I", "*"),), STATE_FILE_NAME, False, True),
-    ((), "sub/" + STATE_FILE_NAME, False, False),  # only the root one is the state file
+    ((), STATE_NAME, False, True),
+    ((("-I", "*"),), STATE_NAME, False, True),
+    ((), "sub/" + STATE_NAME, False, False),  # only the root one is the state file
     ((), TEMP_PREFIX + "1a2b-x.txt", False, True),
     ((("-i", "."),), "a/b/" + TEMP_PREFIX + "1a2b-x.txt", False, True),
     ((), "a/x" + TEMP_PREFIX, False, False),
@@ -223,8 +222,8 @@ def test_default_exclude_regex_is_lftps() -> None:
 @pytest.mark.parametrize(
     ("relpath", "expected"),
     [
-        (STATE_FILE_NAME, True),
-        ("a/" + STATE_FILE_NAME, False),
+        (STATE_NAME, True),
+        ("a/" + STATE_NAME, False),
         (TEMP_PREFIX + "x", True),
         ("a/b/" + TEMP_PREFIX + "x", True),
         ("a/b/x" + TEMP_PREFIX, False),

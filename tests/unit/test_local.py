@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from asyncmirror.errors import UsageError
-from asyncmirror.filters import STATE_FILE_NAME, TEMP_PREFIX, FilterSet, Rule
+from asyncmirror.filters import FilterSet, Rule
 from asyncmirror.local import display_path, scan
+from asyncmirror.names import STATE_NAME, TEMP_PREFIX
 
 _REAL_SCANDIR = os.scandir  # kept before any test patches it
 
@@ -110,11 +111,11 @@ def test_include_rules_still_descend(tmp_path: Path) -> None:
 
 
 def test_own_files_are_never_scanned(tmp_path: Path) -> None:
-    write(tmp_path, STATE_FILE_NAME)
+    write(tmp_path, STATE_NAME)
     write(tmp_path, f"sub/{TEMP_PREFIX}1234-x.txt")
-    write(tmp_path, f"sub/{STATE_FILE_NAME}")  # only the root one is asyncmirror's
+    write(tmp_path, f"sub/{STATE_NAME}")  # only the root one is asyncmirror's
     tree = scan(str(tmp_path), NONE)
-    assert set(tree.files) == {f"sub/{STATE_FILE_NAME}"}
+    assert set(tree.files) == {f"sub/{STATE_NAME}"}
 
 
 def test_file_symlink_uses_target_size_and_mtime(tmp_path: Path) -> None:
