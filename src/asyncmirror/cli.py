@@ -27,6 +27,8 @@ from urllib.parse import unquote, urlsplit
 from . import errors
 from .early import EarlyConnection
 from .filters import Rule
+from .options import FIELDS as OPTION_FIELDS
+from .options import Options, Trace
 
 if TYPE_CHECKING:
     from .report import Events, Report
@@ -326,11 +328,50 @@ def _sure_sessions(args: argparse.Namespace) -> int:
     return max(1, min(kept, args.jobs)) if args.jobs >= 1 else 0
 
 
-def _make_trace(stream: TextIO) -> Any:
+def _make_trace(stream: TextIO) -> Trace:
     def trace(direction: str, line: str) -> None:
         print(f"{direction} {line}", file=stream, flush=True)
 
     return trace
+
+
+#: Parser destinations that are not run options: the operands, output settings,
+#: a flag accepted for lftp compatibility, and -X/-I/-x/-i (they fill ``rules``,
+#: in command-line order; their own destinations stay empty).
+CLI_ONLY = frozenset(
+    {"src", "dst", "reverse", "verbose", "no_progress", "json", "debug", "rules"}
+    | {"exclude_glob", "include_glob", "exclude", "include"}
+)
+
+
+def options_from(
+    args: argparse.Namespace,
+    target: Target,
+    *,
+    events: Events | None = None,
+    trace: Trace | None = None,
+    early: Sequence[EarlyConnection] = (),
+) -> Options:
+    """The run's :class:`Options` from the parsed command line and the resolved target.
+
+    A flag whose destination is an ``Options`` field is passed as parsed; the
+    rest are worked out here (the target from every credential source, the
+    rules in command-line order, the time zone by name).
+    """
+    given = {k: v for k, v in vars(args).items() if k in OPTION_FIELDS and k not in CLI_ONLY}
+    given.update(
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        password=target.password,
+        rules=_rules(args),
+        fingerprint=args.fingerprint or os.environ.get("FTP_FINGERPRINT") or None,
+        remote_timezone=_timezone(args.remote_timezone),
+        events=events,
+        trace=trace,
+        early_connections=tuple(early),
+    )
+    return Options(**given)
 
 
 async def run(
@@ -340,46 +381,25 @@ async def run(
     stream: TextIO,
     early: Sequence[EarlyConnection] = (),
 ) -> Report:
-    from .mirroring import mirror
+    from .mirroring import run_mirror
 
     # The imports are done (entry() paused the collector for them): what they made
     # lives as long as the process, so later collections need not walk it.
     gc.freeze()
     gc.enable()
-    fingerprint = args.fingerprint or os.environ.get("FTP_FINGERPRINT") or None
-    if args.insecure and not fingerprint:
+    options = options_from(
+        args,
+        target,
+        events=events,
+        trace=_make_trace(stream) if args.debug else None,
+        early=early,
+    )
+    if options.insecure and not options.fingerprint:
         events.note(
             "warning: --insecure: the server's certificate is not checked; "
             "anyone on the path can read your password"
         )
-    return await mirror(
-        args.src,
-        target.path,
-        host=target.host,
-        port=target.port,
-        user=target.user,
-        password=target.password,
-        jobs=args.jobs,
-        rules=_rules(args),
-        delete=args.delete,
-        max_delete=args.max_delete,
-        state=args.state,
-        state_file=args.state_file,
-        dry_run=args.dry_run,
-        only_newer=args.only_newer,
-        atomic=args.atomic,
-        set_mtime=args.set_mtime,
-        ca_file=args.ca_file,
-        fingerprint=fingerprint,
-        insecure=args.insecure,
-        timeout=args.timeout,
-        deadline=args.deadline,
-        retries=args.retries,
-        remote_timezone=_timezone(args.remote_timezone),
-        events=events,
-        trace=_make_trace(stream) if args.debug else None,
-        early_connections=early,
-    )
+    return await run_mirror(args.src, target.path, options)
 
 
 def run_async(coro: Any) -> Any:

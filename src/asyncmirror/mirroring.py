@@ -23,6 +23,7 @@ from .early import EarlyConnection
 from .entries import LocalFile, LocalTree, RemoteTree
 from .filters import FilterSet, Rule
 from .names import STATE_NAME, temporary
+from .options import Options
 from .planner import Plan, PlanOptions, Reason, Upload, make_plan
 from .pool import Pool, backoff
 from .replies import Reply, format_mfmt, parse_size
@@ -86,52 +87,32 @@ async def mirror(
     to ``host:port`` the caller began in advance (see :mod:`asyncmirror.early`),
     no more than the run will use: the first sessions start from them.
     """
+    return await run_mirror(src, dst, Options.from_mapping(locals()))
+
+
+async def run_mirror(src: str, dst: str, options: Options) -> Report:
+    """:func:`mirror` with its keyword arguments gathered in one :class:`Options`."""
     _check_src(src)  # before any connection: a typo in SRC should not cost a login
-    for what, value in (("user name", user), ("password", password), ("host", host)):
+    for what, value in (
+        ("user name", options.user),
+        ("password", options.password),
+        ("host", options.host),
+    ):
         if "\r" in value or "\n" in value:
             # Typically a value read from a file with Windows line ends.
             raise errors.UsageError(
                 f"the {what} contains a line break (CR or LF)",
                 hint="strip the line ends from where it comes from (e.g. a CRLF .env file)",
             )
-    if rules is None:
-        rules = _rules_from(exclude, include, exclude_regex, include_regex)
-    filters = FilterSet.from_rules(rules)
-    config = ServerConfig(
-        host=host,
-        port=port,
-        user=user,
-        password=password,
-        tls=TLSPolicy(ca_file=ca_file, fingerprint=fingerprint, insecure=insecure),
-        timeout=timeout,
-        trace=trace,
-        early=tuple(early_connections),
-    )
-    run = _Run(
-        src=src,
-        dst=dst,
-        config=config,
-        filters=filters,
-        jobs=jobs,
-        options=PlanOptions(only_newer=only_newer, delete=delete, excluded=_excluder(filters)),
-        dry_run=dry_run,
-        atomic=atomic,
-        set_mtime=set_mtime,
-        retries=retries,
-        max_delete=max_delete,
-        state=state,
-        state_file=state_file,
-        tz=remote_timezone,
-        events=events or Events(),
-    )
-    if deadline is None:
+    run = _Run(src, dst, options)
+    if options.deadline is None:
         return await run.run()
     try:
-        async with asyncio.timeout(deadline):
+        async with asyncio.timeout(options.deadline):
             return await run.run()
     except TimeoutError:
         raise errors.TimeoutExpired(
-            f"the run did not finish within the deadline of {deadline:g} s",
+            f"the run did not finish within the deadline of {options.deadline:g} s",
             hint="raise --deadline, or check the connection to the server",
         ) from None
 
@@ -157,37 +138,34 @@ def _excluder(filters: FilterSet) -> Callable[[str, bool], bool]:
 
 
 class _Run:
-    def __init__(
-        self,
-        *,
-        src: str,
-        dst: str,
-        config: ServerConfig,
-        filters: FilterSet,
-        jobs: int,
-        options: PlanOptions,
-        dry_run: bool,
-        atomic: bool,
-        set_mtime: bool,
-        retries: int,
-        max_delete: int | None,
-        state: bool,
-        state_file: str | None,
-        tz: tzinfo,
-        events: Events,
-    ) -> None:
+    def __init__(self, src: str, dst: str, options: Options) -> None:
         self.src = src
         self.dst = dst
-        self.config = config
-        self.filters = filters
         self.options = options
-        self.dry_run = dry_run
-        self.atomic = atomic
-        self.set_mtime = set_mtime
-        self.retries = retries
-        self.max_delete = max_delete
-        self.use_state = state
-        self.state_file = state_file
+        rules = options.rules
+        if rules is None:
+            rules = _rules_from(
+                options.exclude, options.include, options.exclude_regex, options.include_regex
+            )
+        self.filters = filters = FilterSet.from_rules(rules)
+        self.config = config = ServerConfig(
+            host=options.host,
+            port=options.port,
+            user=options.user,
+            password=options.password,
+            tls=TLSPolicy(
+                ca_file=options.ca_file, fingerprint=options.fingerprint, insecure=options.insecure
+            ),
+            timeout=options.timeout,
+            trace=options.trace,
+            early=tuple(options.early_connections),
+        )
+        self.plan_options = PlanOptions(
+            only_newer=options.only_newer, delete=options.delete, excluded=_excluder(filters)
+        )
+        self.retries = options.retries
+        self.use_state = options.state
+        self.state_file = options.state_file
         self.state: dict[str, StateEntry] = {}  # what is known to be on the server
         self.state_dirty = False
         self.state_written_at = time.monotonic()
@@ -202,10 +180,9 @@ class _Run:
         #: to a hidden name) and, after a stop, the local one (every byte may have
         #: arrived).  Checked with SIZE when the file fails for good or the run stops.
         self.partial: dict[str, tuple[int | None, int | None]] = {}
-        self.tz = tz
-        self.events = events
-        self.report = Report(dry_run=dry_run)
-        self.pool = Pool(config, jobs, retries=retries, note=self._note)
+        self.events = options.events or Events()
+        self.report = Report(dry_run=options.dry_run)
+        self.pool = Pool(config, options.jobs, retries=options.retries, note=self._note)
 
     def _note(self, message: str) -> None:
         self.report.notes.append(message)
@@ -254,7 +231,7 @@ class _Run:
                 self.filters,
                 enough=self.pool.size,
                 on_enough=enough,
-                count_dirs=self.options.delete,
+                count_dirs=self.plan_options.delete,
             )
         )
 
@@ -273,7 +250,7 @@ class _Run:
             if not scan.done():
                 return self.pool.size
             small = scan.result()  # a failed scan raises here and stops the logins
-            return len(small.files) + (len(small.dirs) if self.options.delete else 0)
+            return len(small.files) + (len(small.dirs) if self.plan_options.delete else 0)
 
         try:
             sessions = await self.pool.start(useful())
@@ -287,7 +264,7 @@ class _Run:
 
         base = self.base = self._remote_base()
         remote_tree, sessions = await self._look_at_remote(sessions, base, tree)
-        options = self.options
+        options = self.plan_options
         if tree.problems:
             # Never delete under a path we could not read: its contents are unknown.
             options = _protect(options, [p for p, _ in tree.problems])
@@ -306,7 +283,7 @@ class _Run:
         mkdirs = ([] if remote_tree.exists else _dst_chain(base)) + [
             remote.remote_join(base, d) for d in plan.mkdirs
         ]
-        if self.dry_run:
+        if self.options.dry_run:
             self._report_dry_run(plan, mkdirs, tree)
             return
         if mkdirs:
@@ -319,9 +296,9 @@ class _Run:
             count = len(plan.delete_files) + len(plan.delete_dirs)
             if self.report.failed:
                 self._note("not deleting anything on the server because some files failed")
-            elif self.max_delete is not None and count > self.max_delete:
+            elif self.options.max_delete is not None and count > self.options.max_delete:
                 msg = (
-                    f"{count} deletions planned, more than --max-delete {self.max_delete}; "
+                    f"{count} deletions planned, more than --max-delete {self.options.max_delete}; "
                     "deleted nothing"
                 )
                 self.report.failed.append(Failure(base, msg))
@@ -343,7 +320,7 @@ class _Run:
     ) -> tuple[RemoteTree, list[Session]]:
         """What DST holds: pipelined MLST of SRC's paths, or listings when that cannot do."""
         quirks = self.pool.quirks
-        if not self.options.delete and quirks.mlst is not False:
+        if not self.plan_options.delete and quirks.mlst is not False:
             try:
                 return await remote.probe_tree(
                     self.pool,
@@ -361,8 +338,8 @@ class _Run:
             sessions,
             base,
             tree.dirs,
-            recurse_unknown=self.options.delete,
-            tz=self.tz,
+            recurse_unknown=self.plan_options.delete,
+            tz=self.options.remote_timezone,
             now=datetime.now(UTC),
             retries=self.retries,
             skip_dir=lambda d: self.filters.excludes(d, is_dir=True),
@@ -541,8 +518,8 @@ class _Run:
     async def _uploads(
         self, sessions: list[Session], base: str, uploads: list[Upload], remote_tree: RemoteTree
     ) -> list[Session]:
-        atomic = self.atomic
-        set_mtime = self.set_mtime
+        atomic = self.options.atomic
+        set_mtime = self.options.set_mtime
         quirks = self.pool.quirks
 
         async def handle(
