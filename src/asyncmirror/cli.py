@@ -402,25 +402,16 @@ async def run(
     return await run_mirror(args.src, target.path, options)
 
 
-def run_async(coro: Any) -> Any:
-    """Run on uvloop when it is installed: its faster I/O shows with many small files."""
-    import asyncio
-
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency where supported
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["demo"]:
-        gc.enable()  # a longer-lived process with a server in it
-        from .demo import main as demo_main
+        from . import demo
 
-        return int(demo_main(argv[1:]))
+        # The demo takes no operand: `asyncmirror demo www` mirrors a directory
+        # named "demo" to www.
+        if demo.is_demo(argv[1:]):
+            gc.enable()  # a longer-lived process with a server in it
+            return demo.main(argv[1:])
     stderr = sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)  # argparse exits 2 with a usage line on bad options
@@ -438,7 +429,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             verbose=args.verbose,
             bars=not args.no_progress and not args.json and stderr.isatty(),
         )
-        report: Report = run_async(run(args, target, events, stderr, early))
+        from .runner import run as run_loop
+
+        report = run_loop(run(args, target, events, stderr, early))
     except errors.AsyncMirrorError as exc:
         if args.debug:
             traceback.print_exc(file=stderr)
