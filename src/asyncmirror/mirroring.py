@@ -26,8 +26,9 @@ from .names import STATE_NAME, temporary
 from .options import Options
 from .planner import Plan, PlanOptions, Reason, Upload, make_plan
 from .pool import Pool, backoff
+from .recorder import Recorder
 from .replies import Reply, format_mfmt, parse_size
-from .report import Events, Failure, Report
+from .report import Events, Report
 from .scheduler import Deferred, Workers, run_batch
 from .session import ServerConfig, Session, Trace
 from .state import StateEntry
@@ -180,13 +181,9 @@ class _Run:
         #: to a hidden name) and, after a stop, the local one (every byte may have
         #: arrived).  Checked with SIZE when the file fails for good or the run stops.
         self.partial: dict[str, tuple[int | None, int | None]] = {}
-        self.events = options.events or Events()
-        self.report = Report(dry_run=options.dry_run)
-        self.pool = Pool(config, options.jobs, retries=options.retries, note=self._note)
-
-    def _note(self, message: str) -> None:
-        self.report.notes.append(message)
-        self.events.note(message)
+        self.rec = Recorder(options.events, dry_run=options.dry_run)
+        self.report = self.rec.report
+        self.pool = Pool(config, options.jobs, retries=options.retries, note=self.rec.note)
 
     async def run(self) -> Report:
         started = time.monotonic()
@@ -209,9 +206,9 @@ class _Run:
             await self._remove_leftovers()
             raise
         finally:
-            self.report.duration = time.monotonic() - started
+            duration = time.monotonic() - started
             await self.pool.close_all()
-            self.events.close()
+            self.rec.finished(duration)
         return self.report
 
     async def _run(self) -> None:
@@ -259,8 +256,7 @@ class _Run:
             raise
         tree = await scan
         for path, why in tree.problems:
-            self.report.failed.append(Failure(path, why))
-            self.events.failed(path, why)
+            self.rec.failed(path, why)
 
         base = self.base = self._remote_base()
         remote_tree, sessions = await self._look_at_remote(sessions, base, tree)
@@ -269,22 +265,17 @@ class _Run:
             # Never delete under a path we could not read: its contents are unknown.
             options = _protect(options, [p for p, _ in tree.problems])
         plan = make_plan(tree, remote_tree, options)
-        self.report.plan = plan
         if self.use_state and _may_be_unchanged(plan, remote_tree):
             # Only worth a round trip when some upload may prove unchanged.
             sessions = await self._load_state(sessions, base, remote_tree)
             await self._apply_state(plan, tree, remote_tree)
-        self.report.skipped = len(plan.skipped)
-        for c in plan.conflicts:
-            self.report.failed.append(Failure(c.path, c.why))
-            self.events.failed(c.path, c.why)
-        self.events.planned(plan)
+        self.rec.planned(plan)
 
         mkdirs = ([] if remote_tree.exists else _dst_chain(base)) + [
             remote.remote_join(base, d) for d in plan.mkdirs
         ]
         if self.options.dry_run:
-            self._report_dry_run(plan, mkdirs, tree)
+            self.rec.dry_run(plan, mkdirs)
             return
         if mkdirs:
             clear = [remote.remote_join(base, f) for f in plan.clear_first]
@@ -295,14 +286,13 @@ class _Run:
         if plan.delete_files or plan.delete_dirs:
             count = len(plan.delete_files) + len(plan.delete_dirs)
             if self.report.failed:
-                self._note("not deleting anything on the server because some files failed")
+                self.rec.note("not deleting anything on the server because some files failed")
             elif self.options.max_delete is not None and count > self.options.max_delete:
                 msg = (
                     f"{count} deletions planned, more than --max-delete {self.options.max_delete}; "
                     "deleted nothing"
                 )
-                self.report.failed.append(Failure(base, msg))
-                self.events.failed(base, msg)
+                self.rec.failed(base, msg)
             else:
                 await self._deletes(sessions[0], base, plan)
         if self.temp_names:
@@ -357,7 +347,7 @@ class _Run:
             try:
                 data = _read_file(self.state_file)
             except OSError as exc:
-                self._note(
+                self.rec.note(
                     f"cannot read state file {self.state_file}: {exc.strerror}; "
                     "comparing by the listing only"
                 )
@@ -369,7 +359,7 @@ class _Run:
             except errors.FatalError:
                 raise
             except errors.AsyncMirrorError as exc:
-                self._note(
+                self.rec.note(
                     f"cannot read the state file {where} ({exc.user_line()}); "
                     "comparing by the listing only"
                 )
@@ -380,7 +370,9 @@ class _Run:
             try:
                 self.state = state_mod.load(data)
             except state_mod.StateError as exc:
-                self._note(f"ignoring the state file {where}: {exc}; comparing by the listing only")
+                self.rec.note(
+                    f"ignoring the state file {where}: {exc}; comparing by the listing only"
+                )
         return sessions
 
     async def _apply_state(self, plan: Plan, tree: LocalTree, remote_tree: RemoteTree) -> None:
@@ -445,7 +437,7 @@ class _Run:
                 fh.write(data)
             os.replace(tmp, self.state_file)  # atomic: never a half-written state
         except OSError as exc:
-            self._note(f"cannot write state file {self.state_file}: {exc.strerror}")
+            self.rec.note(f"cannot write state file {self.state_file}: {exc.strerror}")
 
     async def _write_state(self, session: Session) -> Session:
         for attempt in range(1, self.retries + 2):
@@ -459,7 +451,7 @@ class _Run:
                 raise
             except errors.AsyncMirrorError as exc:
                 if attempt > self.retries or not isinstance(exc, errors.RetryableError):
-                    self._note(f"could not write the state file: {exc.user_line()}")
+                    self.rec.note(f"could not write the state file: {exc.user_line()}")
                     break
                 await asyncio.sleep(backoff(attempt))
         if self.temp_names:
@@ -475,20 +467,6 @@ class _Run:
         base = posixpath.normpath(posixpath.join(home, dst))
         return base if base.startswith("/") else "/" + base
 
-    def _report_dry_run(self, plan: Plan, mkdirs: list[str], tree: LocalTree) -> None:
-        for d in mkdirs:
-            self.events.action("mkdir", d)
-        for u in plan.uploads:
-            self.events.action("upload", u.path, u.reason.value)
-        for f in plan.clear_first + plan.delete_files:
-            self.events.action("delete", f)
-        for d in plan.delete_dirs:
-            self.events.action("rmdir", d)
-        self.report.uploaded = len(plan.uploads)
-        self.report.bytes_sent = plan.upload_bytes
-        self.report.mkdirs = len(mkdirs)
-        self.report.deleted = len(plan.clear_first) + len(plan.delete_files) + len(plan.delete_dirs)
-
     # --- directories --------------------------------------------------------
 
     async def _mkdirs(self, session: Session, paths: list[str], clear: list[str]) -> Session:
@@ -501,11 +479,9 @@ class _Run:
                 # as the failure of the uploads into it, with the server's words.
                 return
             if verb == "DELE":
-                self.report.deleted += 1
-                self.events.action("delete", path)
+                self.rec.deleted(path)
             else:
-                self.report.mkdirs += 1
-                self.events.action("mkdir", path)
+                self.rec.made_dir(path)
 
         commands = [(f"DELE {p}", ("DELE", p)) for p in clear]
         commands += [(f"MKD {p}", ("MKD", p)) for p in paths]
@@ -586,7 +562,7 @@ class _Run:
                     raise errors.VerifyError(
                         f"{target}: {remote_size} bytes on the server after sending {stats.bytes}"
                     )
-                self.report.bytes_sent += stats.bytes
+                self.rec.verified(stats.bytes)
                 self._record(up, stats.digest)
 
             return Deferred(lines, check)
@@ -603,8 +579,7 @@ class _Run:
                 snapshot_queued = False
                 return
             partial.pop(up.path, None)
-            self.report.uploaded += 1
-            self.events.uploaded(up, up.size)
+            self.rec.uploaded(up)
             if self._state_due() and not snapshot_queued and not self.state_file:
                 # Keep the server's state close to the truth during long runs.
                 snapshot_queued = True
@@ -619,14 +594,12 @@ class _Run:
                 self.state_dirty = True
                 return
             self.state.pop(up.path, None)
-            self.report.failed.append(Failure(up.path, exc.user_line()))
-            self.events.failed(up.path, exc.user_line())
+            self.rec.failed(up.path, exc.user_line())
 
         def retrying(up: Upload | _Snapshot, exc: errors.AsyncMirrorError, n: int) -> None:
             if isinstance(up, _Snapshot):
                 return
-            self.report.retries += 1
-            self.events.retrying(up.path, exc.user_line(), n)
+            self.rec.retrying(up.path, exc.user_line(), n)
 
         workers: Workers[Upload | _Snapshot] = Workers(
             self.pool,
@@ -649,12 +622,12 @@ class _Run:
 
     def _note_leftovers(self) -> None:
         if self.partial:
-            self._note(
+            self.rec.note(
                 "these uploads were cut and may be left partial on the server "
                 f"(the next run replaces them): {', '.join(sorted(self.partial))}"
             )
         if self.temp_names:
-            self._note(
+            self.rec.note(
                 "temporary files may be left on the server (safe to delete): "
                 + ", ".join(sorted(self.temp_names))
             )
@@ -672,7 +645,7 @@ class _Run:
         if not count:
             return
         some = f"{count} unfinished upload" + ("s" if count > 1 else "")
-        self._note(f"stopping: removing {some} from the server")
+        self.rec.note(f"stopping: removing {some} from the server")
         try:
             async with asyncio.timeout(min(self.config.timeout, 15.0)):
                 session = await self.pool.open_session()
@@ -687,7 +660,7 @@ class _Run:
                     await self.pool.close_all()
         except (errors.AsyncMirrorError, TimeoutError) as exc:
             why = exc.user_line() if isinstance(exc, errors.AsyncMirrorError) else "timed out"
-            self._note(f"could not remove the unfinished uploads: {why}")
+            self.rec.note(f"could not remove the unfinished uploads: {why}")
 
     async def _remove_temporaries(self, session: Session) -> Session:
         """Delete temporary uploads that were never renamed (cut connections)."""
@@ -731,14 +704,14 @@ class _Run:
                 on_reply=on_size,
             )
         except errors.RetryableError as exc:
-            self._note(f"could not check the partial uploads: {exc.user_line()}")
+            self.rec.note(f"could not check the partial uploads: {exc.user_line()}")
             return session
         if unknown:
-            self._note(f"could not check whether these uploads are whole: {', '.join(unknown)}")
+            self.rec.note(f"could not check whether these uploads are whole: {', '.join(unknown)}")
 
         def on_reply(path: str, reply: Reply) -> None:
             if reply.is_complete:
-                self._note(f"removed the partial upload of {path} from the server")
+                self.rec.note(f"removed the partial upload of {path} from the server")
 
         targets = [(remote.remote_join(base, p), p) for p in sorted(doomed)]
         return await self._clean_up(session, targets, "partial uploads", on_reply)
@@ -760,7 +733,7 @@ class _Run:
                 on_reply=on_reply,
             )
         except errors.RetryableError as exc:
-            self._note(f"could not remove {what}: {exc.user_line()}")
+            self.rec.note(f"could not remove {what}: {exc.user_line()}")
             return session
 
     # --- deletions ------------------------------------------------------------
@@ -768,12 +741,9 @@ class _Run:
     async def _deletes(self, session: Session, base: str, plan: Plan) -> None:
         def on_reply(path: str, reply: Reply) -> None:
             if reply.is_complete:
-                self.report.deleted += 1
-                self.events.action("delete", path)
+                self.rec.deleted(path)
             else:  # permanent, or transient with the retries used up
-                msg = f"{reply.code} {reply.text}"
-                self.report.failed.append(Failure(path, f"delete failed: {msg}"))
-                self.events.failed(path, f"delete failed: {msg}")
+                self.rec.failed(path, f"delete failed: {reply.code} {reply.text}")
 
         commands = [(f"DELE {remote.remote_join(base, f)}", f) for f in plan.delete_files]
         commands += [(f"RMD {remote.remote_join(base, d)}", d) for d in plan.delete_dirs]
