@@ -22,6 +22,7 @@ from . import state as state_mod
 from .early import EarlyConnection
 from .entries import LocalFile, LocalTree, RemoteTree
 from .filters import FilterSet, Rule
+from .leftovers import Leftovers
 from .names import STATE_NAME, temporary
 from .options import Options
 from .planner import Plan, PlanOptions, Reason, Upload, make_plan
@@ -172,18 +173,12 @@ class _Run:
         self.state_written_at = time.monotonic()
         self.base = "/"
         self.run_id = os.urandom(4).hex()
-        #: Temporary names uploaded but not (yet) renamed; removed at the end.
-        self.temp_names: set[str] = set()
-        #: Files (relative paths) whose upload broke after STOR went out, until a
-        #: retry succeeds: the server may hold a truncated file under the real name.
-        #: The value holds the sizes the file may rightly have there: the old
-        #: version's (a server may refuse STOR before opening the file, or upload
-        #: to a hidden name) and, after a stop, the local one (every byte may have
-        #: arrived).  Checked with SIZE when the file fails for good or the run stops.
-        self.partial: dict[str, tuple[int | None, int | None]] = {}
         self.rec = Recorder(options.events, dry_run=options.dry_run)
         self.report = self.rec.report
         self.pool = Pool(config, options.jobs, retries=options.retries, note=self.rec.note)
+        self.leftovers = Leftovers(self.pool, self.rec, retries=options.retries)
+        self.temp_names = self.leftovers.temp_names
+        self.partial = self.leftovers.partial
 
     async def run(self) -> Report:
         started = time.monotonic()
@@ -195,7 +190,7 @@ class _Run:
             # The server cannot be used -- that is the error: a clean-up session
             # would only wait for its own timeout.  Say what may be left instead.
             self.pool.abort_all()
-            self._note_leftovers()
+            self.leftovers.note()
             raise
         except BaseException:
             # Stopped mid-run (Ctrl-C, --deadline, a cancel, a bug): the sessions go
@@ -203,7 +198,7 @@ class _Run:
             # seconds behind a transfer), then one fresh session removes what is
             # half-written (with nothing to remove, no session is opened).
             self.pool.abort_all()
-            await self._remove_leftovers()
+            await self.leftovers.remove_after_stop(self.base, self.config.timeout)
             raise
         finally:
             duration = time.monotonic() - started
@@ -296,7 +291,7 @@ class _Run:
             else:
                 await self._deletes(sessions[0], base, plan)
         if self.temp_names:
-            sessions[0] = await self._remove_temporaries(sessions[0])
+            sessions[0] = await self.leftovers.remove_temporaries(sessions[0])
         missing = (
             not _exists(self.state_file) if self.state_file else STATE_NAME not in remote_tree.files
         )
@@ -458,7 +453,7 @@ class _Run:
             if session.broken:
                 self.pool.discard(session)
                 session = await self.pool.open_session(replacing=True)
-            session = await self._remove_temporaries(session)
+            session = await self.leftovers.remove_temporaries(session)
         return session
 
     def _remote_base(self) -> str:
@@ -615,126 +610,10 @@ class _Run:
         if doomed:
             if not sessions:
                 sessions = [await self.pool.open_session(replacing=True)]
-            sessions[0] = await self._remove_partial(sessions[0], base, doomed)
+            sessions[0] = await self.leftovers.remove_partial(sessions[0], base, doomed)
             for p in doomed:
                 del partial[p]
         return sessions
-
-    def _note_leftovers(self) -> None:
-        if self.partial:
-            self.rec.note(
-                "these uploads were cut and may be left partial on the server "
-                f"(the next run replaces them): {', '.join(sorted(self.partial))}"
-            )
-        if self.temp_names:
-            self.rec.note(
-                "temporary files may be left on the server (safe to delete): "
-                + ", ".join(sorted(self.temp_names))
-            )
-
-    async def _remove_leftovers(self) -> None:
-        """After a stop: remove partial and temporary uploads, on a fresh session.
-
-        Bounded by ``--timeout`` (at most 15 s: someone is waiting for the stop);
-        never raises but for another cancel (a second Ctrl-C leaves them).  A STOR
-        still unread in an aborted session's socket could, in theory, reach the
-        server after this session's SIZE; a new login takes several round trips
-        and the server reads the STOR at once, so that window is left open.
-        """
-        count = len(self.partial) + len(self.temp_names)
-        if not count:
-            return
-        some = f"{count} unfinished upload" + ("s" if count > 1 else "")
-        self.rec.note(f"stopping: removing {some} from the server")
-        try:
-            async with asyncio.timeout(min(self.config.timeout, 15.0)):
-                session = await self.pool.open_session()
-                try:
-                    # Each step turns its own failures into a note: one does not
-                    # keep the other from running.
-                    if self.partial:
-                        session = await self._remove_partial(session, self.base, self.partial)
-                    if self.temp_names:
-                        session = await self._remove_temporaries(session)
-                finally:
-                    await self.pool.close_all()
-        except (errors.AsyncMirrorError, TimeoutError) as exc:
-            why = exc.user_line() if isinstance(exc, errors.AsyncMirrorError) else "timed out"
-            self.rec.note(f"could not remove the unfinished uploads: {why}")
-
-    async def _remove_temporaries(self, session: Session) -> Session:
-        """Delete temporary uploads that were never renamed (cut connections)."""
-        names = sorted(self.temp_names)
-        self.temp_names.clear()
-        # 550 just means the temporary file was never created.
-        return await self._clean_up(session, [(n, n) for n in names], "temporary uploads")
-
-    async def _remove_partial(
-        self, session: Session, base: str, partial: dict[str, tuple[int | None, int | None]]
-    ) -> Session:
-        """Never leave a truncated file behind as if it were done.
-
-        ``partial`` maps each path to the sizes it may rightly have on the server
-        (its old version's, the local file's): one ``SIZE`` each, then ``DELE``
-        of those whose size is neither -- what the STOR truncated.
-        """
-        doomed: list[str] = []
-        unknown: list[str] = []
-
-        def on_size(key: tuple[str, tuple[int | None, int | None]], reply: Reply) -> None:
-            path, sizes = key
-            if reply.code == "550":
-                return  # nothing under that name
-            if reply.code != "213":
-                unknown.append(path)
-                return
-            try:
-                size: int | None = parse_size(reply.text)
-            except errors.ProtocolError:
-                size = None  # cannot tell: do not leave what may be truncated
-            if size is None or size not in sizes:
-                doomed.append(path)
-
-        try:
-            session = await run_batch(
-                self.pool,
-                session,
-                [(f"SIZE {remote.remote_join(base, p)}", (p, partial[p])) for p in sorted(partial)],
-                retries=self.retries,
-                on_reply=on_size,
-            )
-        except errors.RetryableError as exc:
-            self.rec.note(f"could not check the partial uploads: {exc.user_line()}")
-            return session
-        if unknown:
-            self.rec.note(f"could not check whether these uploads are whole: {', '.join(unknown)}")
-
-        def on_reply(path: str, reply: Reply) -> None:
-            if reply.is_complete:
-                self.rec.note(f"removed the partial upload of {path} from the server")
-
-        targets = [(remote.remote_join(base, p), p) for p in sorted(doomed)]
-        return await self._clean_up(session, targets, "partial uploads", on_reply)
-
-    async def _clean_up(
-        self,
-        session: Session,
-        targets: list[tuple[str, str]],
-        what: str,
-        on_reply: Callable[[str, Reply], None] = lambda _path, _reply: None,
-    ) -> Session:
-        """DELE each (remote path, name) in one pipelined batch; a failure is a note only."""
-        try:
-            return await run_batch(
-                self.pool,
-                session,
-                [(f"DELE {target}", name) for target, name in targets],
-                retries=self.retries,
-                on_reply=on_reply,
-            )
-        except errors.RetryableError as exc:
-            self.rec.note(f"could not remove {what}: {exc.user_line()}")
-            return session
 
     # --- deletions ------------------------------------------------------------
 
