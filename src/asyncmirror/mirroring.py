@@ -17,22 +17,21 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, tzinfo
 
-from . import datachannel, digests, errors, local, remote
-from . import state as state_mod
+from . import datachannel, errors, local, remote
 from .early import EarlyConnection
-from .entries import LocalFile, LocalTree, RemoteTree
+from .entries import LocalTree, RemoteTree
 from .filters import FilterSet, Rule
 from .leftovers import Leftovers
 from .names import STATE_NAME, temporary
 from .options import Options
-from .planner import Plan, PlanOptions, Reason, Upload, make_plan
-from .pool import Pool, backoff
+from .planner import Plan, PlanOptions, Upload, make_plan
+from .pool import Pool
 from .recorder import Recorder
 from .replies import Reply, format_mfmt, parse_size
 from .report import Events, Report
 from .scheduler import Deferred, Workers, run_batch
 from .session import ServerConfig, Session, Trace
-from .state import StateEntry
+from .statestore import Snapshot, StateStore, may_be_unchanged
 from .transport import TLSPolicy
 
 
@@ -166,17 +165,19 @@ class _Run:
             only_newer=options.only_newer, delete=options.delete, excluded=_excluder(filters)
         )
         self.retries = options.retries
-        self.use_state = options.state
-        self.state_file = options.state_file
-        self.state: dict[str, StateEntry] = {}  # what is known to be on the server
-        self.state_dirty = False
-        self.state_written_at = time.monotonic()
         self.base = "/"
-        self.run_id = os.urandom(4).hex()
         self.rec = Recorder(options.events, dry_run=options.dry_run)
         self.report = self.rec.report
         self.pool = Pool(config, options.jobs, retries=options.retries, note=self.rec.note)
         self.leftovers = Leftovers(self.pool, self.rec, retries=options.retries)
+        self.store = StateStore(
+            self.pool,
+            self.rec,
+            self.leftovers,
+            enabled=options.state,
+            local_file=options.state_file,
+            retries=options.retries,
+        )
         self.temp_names = self.leftovers.temp_names
         self.partial = self.leftovers.partial
 
@@ -253,17 +254,17 @@ class _Run:
         for path, why in tree.problems:
             self.rec.failed(path, why)
 
-        base = self.base = self._remote_base()
+        base = self.base = self.store.base = self._remote_base()
         remote_tree, sessions = await self._look_at_remote(sessions, base, tree)
         options = self.plan_options
         if tree.problems:
             # Never delete under a path we could not read: its contents are unknown.
             options = _protect(options, [p for p, _ in tree.problems])
         plan = make_plan(tree, remote_tree, options)
-        if self.use_state and _may_be_unchanged(plan, remote_tree):
+        if self.store.enabled and may_be_unchanged(plan, remote_tree):
             # Only worth a round trip when some upload may prove unchanged.
-            sessions = await self._load_state(sessions, base, remote_tree)
-            await self._apply_state(plan, tree, remote_tree)
+            sessions = await self.store.load(sessions, base, remote_tree)
+            await self.store.apply(plan, tree, remote_tree)
         self.rec.planned(plan)
 
         mkdirs = ([] if remote_tree.exists else _dst_chain(base)) + [
@@ -292,13 +293,9 @@ class _Run:
                 await self._deletes(sessions[0], base, plan)
         if self.temp_names:
             sessions[0] = await self.leftovers.remove_temporaries(sessions[0])
-        missing = (
-            not _exists(self.state_file) if self.state_file else STATE_NAME not in remote_tree.files
-        )
-        if self.use_state and (self.state_dirty or missing):
-            keep = set(tree.files)
-            self.state = {p: e for p, e in self.state.items() if p in keep}
-            sessions[0] = await self._write_state(sessions[0])
+        if self.store.needs_final_write(remote_tree):
+            self.store.keep_only(set(tree.files))
+            sessions[0] = await self.store.write(sessions[0])
 
     async def _look_at_remote(
         self, sessions: list[Session], base: str, tree: LocalTree
@@ -313,7 +310,7 @@ class _Run:
                     base,
                     tree.dirs,
                     tree.files,
-                    extra_files=[STATE_NAME] if self.use_state and not self.state_file else [],
+                    extra_files=[STATE_NAME] if self.store.in_dst else [],
                     retries=self.retries,
                 )
             except remote.MlstUnsupported:
@@ -329,132 +326,6 @@ class _Run:
             retries=self.retries,
             skip_dir=lambda d: self.filters.excludes(d, is_dir=True),
         )
-
-    # --- state ----------------------------------------------------------------
-
-    async def _load_state(
-        self, sessions: list[Session], base: str, remote_tree: RemoteTree
-    ) -> list[Session]:
-        self.base = base
-        data: bytes | None = None
-        where = self.state_file or remote.remote_join(base, STATE_NAME)
-        if self.state_file:
-            try:
-                data = _read_file(self.state_file)
-            except OSError as exc:
-                self.rec.note(
-                    f"cannot read state file {self.state_file}: {exc.strerror}; "
-                    "comparing by the listing only"
-                )
-        elif STATE_NAME in remote_tree.files:
-            session = sessions[0]
-            try:
-                address = await session.passive()
-                data = await datachannel.fetch(session, f"RETR {where}", address)
-            except errors.FatalError:
-                raise
-            except errors.AsyncMirrorError as exc:
-                self.rec.note(
-                    f"cannot read the state file {where} ({exc.user_line()}); "
-                    "comparing by the listing only"
-                )
-                if session.broken:
-                    self.pool.discard(session)
-                    sessions[0] = await self.pool.open_session(replacing=True)
-        if data is not None:
-            try:
-                self.state = state_mod.load(data)
-            except state_mod.StateError as exc:
-                self.rec.note(
-                    f"ignoring the state file {where}: {exc}; comparing by the listing only"
-                )
-        return sessions
-
-    async def _apply_state(self, plan: Plan, tree: LocalTree, remote_tree: RemoteTree) -> None:
-        if not self.state:
-            return
-        trusted, to_hash = state_mod.classify(plan, self.state, remote_tree)
-        hashes = await asyncio.to_thread(
-            _hash_files, [(tree.files[p], self.state[p].algorithm) for p in to_hash]
-        )
-        unchanged = list(trusted)
-        for path, digest in hashes.items():
-            entry = self.state[path]
-            if digest == entry.digest:
-                unchanged.append(path)
-                # Same bytes, new mtime (a fresh checkout): remember the new
-                # mtime so the next run trusts it without reading the file.
-                self.state[path] = entry._replace(mtime=tree.files[path].mtime)
-                self.state_dirty = True
-        state_mod.apply(plan, unchanged)
-
-    def _record(self, up: Upload, digest: str) -> None:
-        self.state[up.path] = StateEntry(up.size, up.local.mtime, digest)
-        self.state_dirty = True
-
-    def _state_due(self) -> bool:
-        return (
-            self.use_state
-            and self.state_dirty
-            and (time.monotonic() - self.state_written_at > STATE_EVERY)
-        )
-
-    async def _store_state(self, session: Session, address: tuple[str, int] | None = None) -> None:
-        """Write the state: to the local --state-file, or to DST by temp name + rename."""
-        if self.state_file:
-            self._store_state_locally()
-            return
-        data = state_mod.dump(self.state)
-        self.state_dirty = False
-        self.state_written_at = time.monotonic()
-        final = remote.remote_join(self.base, STATE_NAME)
-        tmp = temporary(final, self.run_id)
-        if address is None:
-            address = await session.passive()
-        self.temp_names.add(tmp)
-        await datachannel.upload(session, tmp, data, address)
-        # One round trip for both: a refused RNFR makes the server answer the
-        # RNTO with 503, and the RNFR's reply is the one reported.
-        rnfr, rnto = f"RNFR {tmp}", f"RNTO {final}"
-        replies = await session.pipeline([rnfr, rnto])
-        session.check(rnfr, replies[0], "350")
-        session.check(rnto, replies[1], "2")
-        self.temp_names.discard(tmp)
-
-    def _store_state_locally(self) -> None:
-        assert self.state_file is not None
-        data = state_mod.dump(self.state)
-        self.state_dirty = False
-        self.state_written_at = time.monotonic()
-        tmp = f"{self.state_file}.tmp"
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, self.state_file)  # atomic: never a half-written state
-        except OSError as exc:
-            self.rec.note(f"cannot write state file {self.state_file}: {exc.strerror}")
-
-    async def _write_state(self, session: Session) -> Session:
-        for attempt in range(1, self.retries + 2):
-            try:
-                if session.broken:
-                    self.pool.discard(session)
-                    session = await self.pool.open_session(replacing=True)
-                await self._store_state(session)
-                return session
-            except errors.FatalError:
-                raise
-            except errors.AsyncMirrorError as exc:
-                if attempt > self.retries or not isinstance(exc, errors.RetryableError):
-                    self.rec.note(f"could not write the state file: {exc.user_line()}")
-                    break
-                await asyncio.sleep(backoff(attempt))
-        if self.temp_names:
-            if session.broken:
-                self.pool.discard(session)
-                session = await self.pool.open_session(replacing=True)
-            session = await self.leftovers.remove_temporaries(session)
-        return session
 
     def _remote_base(self) -> str:
         home = self.pool.quirks.home or "/"
@@ -494,10 +365,10 @@ class _Run:
         quirks = self.pool.quirks
 
         async def handle(
-            session: Session, up: Upload | _Snapshot, address: tuple[str, int]
+            session: Session, up: Upload | Snapshot, address: tuple[str, int]
         ) -> Deferred | None:
-            if isinstance(up, _Snapshot):
-                await self._store_state(session, address)
+            if isinstance(up, Snapshot):
+                await self.store.store(session, address)
                 return None
             target = remote.remote_join(base, up.path)
             stored = temporary(target) if atomic else target
@@ -558,7 +429,7 @@ class _Run:
                         f"{target}: {remote_size} bytes on the server after sending {stats.bytes}"
                     )
                 self.rec.verified(stats.bytes)
-                self._record(up, stats.digest)
+                self.store.record(up, stats.digest)
 
             return Deferred(lines, check)
 
@@ -568,35 +439,35 @@ class _Run:
         snapshot_queued = False
         partial = self.partial
 
-        def done(up: Upload | _Snapshot) -> None:
+        def done(up: Upload | Snapshot) -> None:
             nonlocal snapshot_queued
-            if isinstance(up, _Snapshot):
+            if isinstance(up, Snapshot):
                 snapshot_queued = False
                 return
             partial.pop(up.path, None)
             self.rec.uploaded(up)
-            if self._state_due() and not snapshot_queued and not self.state_file:
+            if self.store.due() and not snapshot_queued and not self.store.local_file:
                 # Keep the server's state close to the truth during long runs.
                 snapshot_queued = True
-                workers.queue.add(_Snapshot())
-            elif self._state_due() and self.state_file:
-                self._store_state_locally()
+                workers.queue.add(Snapshot())
+            elif self.store.due() and self.store.local_file:
+                self.store.store_locally()
 
-        def failed(up: Upload | _Snapshot, exc: errors.AsyncMirrorError) -> None:
+        def failed(up: Upload | Snapshot, exc: errors.AsyncMirrorError) -> None:
             nonlocal snapshot_queued
-            if isinstance(up, _Snapshot):
+            if isinstance(up, Snapshot):
                 snapshot_queued = False
-                self.state_dirty = True
+                self.store.dirty = True
                 return
-            self.state.pop(up.path, None)
+            self.store.forget(up.path)
             self.rec.failed(up.path, exc.user_line())
 
-        def retrying(up: Upload | _Snapshot, exc: errors.AsyncMirrorError, n: int) -> None:
-            if isinstance(up, _Snapshot):
+        def retrying(up: Upload | Snapshot, exc: errors.AsyncMirrorError, n: int) -> None:
+            if isinstance(up, Snapshot):
                 return
             self.rec.retrying(up.path, exc.user_line(), n)
 
-        workers: Workers[Upload | _Snapshot] = Workers(
+        workers: Workers[Upload | Snapshot] = Workers(
             self.pool,
             handle,
             retries=self.retries,
@@ -656,26 +527,6 @@ def _learn_mtime(quirks: object, line: str, reply: Reply) -> None:
             quirks.mtime_command = ""  # type: ignore[attr-defined]
 
 
-class _Snapshot:
-    """A job that writes the state file mid-run (between uploads)."""
-
-
-#: Seconds between state snapshots during a run.
-STATE_EVERY = 20.0
-
-
-def _hash_files(files: list[tuple[LocalFile, str]]) -> dict[str, str]:
-    """The digest of each readable file with the algorithm its state entry used
-    (runs in a worker thread: whole files are read here, off the event loop)."""
-    out: dict[str, str] = {}
-    for f, algorithm in files:
-        try:
-            out[f.path] = digests.of_file(f.abspath, algorithm)
-        except OSError:
-            continue  # unreadable now: it will be uploaded (and fail) as usual
-    return out
-
-
 def _protect(options: PlanOptions, problem_paths: list[str]) -> PlanOptions:
     base = options.excluded
 
@@ -693,26 +544,3 @@ def _check_src(src: str) -> None:
         raise errors.UsageError(
             f"source directory {src!r} {what}", hint="give the local directory to upload as SRC"
         )
-
-
-def _read_file(path: str) -> bytes | None:
-    """A small local file's bytes, or ``None`` when it does not exist."""
-    try:
-        with open(path, "rb") as fh:
-            return fh.read()
-    except FileNotFoundError:
-        return None
-
-
-def _exists(path: str) -> bool:
-    return os.path.exists(path)
-
-
-def _may_be_unchanged(plan: Plan, remote_tree: RemoteTree) -> bool:
-    """Is there an upload the state file could prove unnecessary?"""
-    for u in plan.uploads:
-        if u.reason is Reason.NEWER:
-            rf = remote_tree.files.get(u.path)
-            if rf is not None and rf.size == u.size:
-                return True
-    return False
