@@ -17,22 +17,23 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, tzinfo
 
-from . import datachannel, errors, local, remote
+from . import errors, local, remote
 from .early import EarlyConnection
 from .entries import LocalTree, RemoteTree
 from .filters import FilterSet, Rule
 from .leftovers import Leftovers
-from .names import STATE_NAME, temporary
+from .names import STATE_NAME
 from .options import Options
-from .planner import Plan, PlanOptions, Upload, make_plan
+from .planner import Plan, PlanOptions, make_plan
 from .pool import Pool
 from .recorder import Recorder
-from .replies import Reply, format_mfmt, parse_size
+from .replies import Reply
 from .report import Events, Report
-from .scheduler import Deferred, Workers, run_batch
+from .scheduler import run_batch
 from .session import ServerConfig, Session, Trace
-from .statestore import Snapshot, StateStore, may_be_unchanged
+from .statestore import StateStore, may_be_unchanged
 from .transport import TLSPolicy
+from .uploads import Uploads
 
 
 async def mirror(
@@ -178,8 +179,6 @@ class _Run:
             local_file=options.state_file,
             retries=options.retries,
         )
-        self.temp_names = self.leftovers.temp_names
-        self.partial = self.leftovers.partial
 
     async def run(self) -> Report:
         started = time.monotonic()
@@ -276,7 +275,18 @@ class _Run:
         if mkdirs:
             clear = [remote.remote_join(base, f) for f in plan.clear_first]
             sessions[0] = await self._mkdirs(sessions[0], mkdirs, clear)
-        sessions = await self._uploads(sessions, base, plan.uploads, remote_tree)
+        uploads = Uploads(
+            self.pool,
+            self.rec,
+            self.store,
+            self.leftovers,
+            base=base,
+            remote_tree=remote_tree,
+            atomic=self.options.atomic,
+            set_mtime=self.options.set_mtime,
+            retries=self.retries,
+        )
+        sessions = await uploads.run(sessions, plan.uploads)
         if not sessions:
             sessions = [await self.pool.open_session(replacing=True)]
         if plan.delete_files or plan.delete_dirs:
@@ -291,7 +301,7 @@ class _Run:
                 self.rec.failed(base, msg)
             else:
                 await self._deletes(sessions[0], base, plan)
-        if self.temp_names:
+        if self.leftovers.temp_names:
             sessions[0] = await self.leftovers.remove_temporaries(sessions[0])
         if self.store.needs_final_write(remote_tree):
             self.store.keep_only(set(tree.files))
@@ -355,137 +365,6 @@ class _Run:
             self.pool, session, commands, retries=self.retries, on_reply=on_reply
         )
 
-    # --- uploads --------------------------------------------------------------
-
-    async def _uploads(
-        self, sessions: list[Session], base: str, uploads: list[Upload], remote_tree: RemoteTree
-    ) -> list[Session]:
-        atomic = self.options.atomic
-        set_mtime = self.options.set_mtime
-        quirks = self.pool.quirks
-
-        async def handle(
-            session: Session, up: Upload | Snapshot, address: tuple[str, int]
-        ) -> Deferred | None:
-            if isinstance(up, Snapshot):
-                await self.store.store(session, address)
-                return None
-            target = remote.remote_join(base, up.path)
-            stored = temporary(target) if atomic else target
-            stats = datachannel.DataStats()
-            if atomic:
-                self.temp_names.add(stored)
-            try:
-                await datachannel.upload(session, stored, up.local.abspath, address, stats)
-            except BaseException as exc:
-                # A temporary file (--atomic) is removed at the end of the run.  Under
-                # the real name, ProFTPD truncates the old file as soon as it reads
-                # STOR, even if no data connection follows: measured, a STOR and a
-                # dropped connection leave a 0-byte file.
-                stopped = not isinstance(exc, errors.AsyncMirrorError)
-                if atomic:
-                    pass
-                elif stopped and stats.replied:
-                    partial.pop(up.path, None)  # the 226 came before the stop: it is whole
-                elif stats.sent:
-                    old = remote_tree.files.get(up.path)
-                    # Stopped, every byte may have arrived with the 226 not yet read:
-                    # the local size is then right.  Failed, it proves nothing (the
-                    # bytes may be short, or a mix if the file changed as it was read).
-                    # After a 226 the old version is gone.
-                    old_size = old.size if old is not None and not stats.stored else None
-                    partial[up.path] = (old_size, up.size if stopped else None)
-                raise
-            if not atomic:
-                # Sent and stored, but not yet checked (SIZE, MFMT follow): until
-                # done(), what the server holds is right only at the size sent.
-                partial[up.path] = (None, stats.bytes)
-            lines: list[str] = []
-            expect: list[tuple[str, str]] = []
-            if atomic:
-                lines += [f"RNFR {stored}", f"RNTO {target}"]
-                expect += [("RNFR", "350"), ("RNTO", "2")]
-            mtime_line = (
-                _mtime_line(quirks.mtime_command, target, up.local.mtime) if set_mtime else None
-            )
-            if mtime_line:
-                lines.append(mtime_line)
-                expect.append(("MTIME", "2"))
-            lines.append(f"SIZE {target}")
-            expect.append(("SIZE", "213"))
-
-            def check(replies: list[Reply]) -> None:
-                for (what, code), reply in zip(expect, replies, strict=True):
-                    if what == "MTIME":
-                        _learn_mtime(quirks, mtime_line or "", reply)
-                        continue
-                    if not reply.code.startswith(code):
-                        session.check(f"{what} {target}", reply, code)
-                if atomic:
-                    self.temp_names.discard(stored)  # renamed into place
-                remote_size = parse_size(replies[-1].text)
-                if remote_size != stats.bytes:
-                    raise errors.VerifyError(
-                        f"{target}: {remote_size} bytes on the server after sending {stats.bytes}"
-                    )
-                self.rec.verified(stats.bytes)
-                self.store.record(up, stats.digest)
-
-            return Deferred(lines, check)
-
-        if set_mtime and quirks.mtime_command is None:
-            quirks.mtime_command = "MFMT"  # tried first; _learn_mtime falls back
-
-        snapshot_queued = False
-        partial = self.partial
-
-        def done(up: Upload | Snapshot) -> None:
-            nonlocal snapshot_queued
-            if isinstance(up, Snapshot):
-                snapshot_queued = False
-                return
-            partial.pop(up.path, None)
-            self.rec.uploaded(up)
-            if self.store.due() and not snapshot_queued and not self.store.local_file:
-                # Keep the server's state close to the truth during long runs.
-                snapshot_queued = True
-                workers.queue.add(Snapshot())
-            elif self.store.due() and self.store.local_file:
-                self.store.store_locally()
-
-        def failed(up: Upload | Snapshot, exc: errors.AsyncMirrorError) -> None:
-            nonlocal snapshot_queued
-            if isinstance(up, Snapshot):
-                snapshot_queued = False
-                self.store.dirty = True
-                return
-            self.store.forget(up.path)
-            self.rec.failed(up.path, exc.user_line())
-
-        def retrying(up: Upload | Snapshot, exc: errors.AsyncMirrorError, n: int) -> None:
-            if isinstance(up, Snapshot):
-                return
-            self.rec.retrying(up.path, exc.user_line(), n)
-
-        workers: Workers[Upload | Snapshot] = Workers(
-            self.pool,
-            handle,
-            retries=self.retries,
-            on_done=done,
-            on_failed=failed,
-            on_retry=retrying,
-        )
-        sessions = await workers.run(sessions, list(uploads))
-        failed_for_good = {f.path for f in self.report.failed}
-        doomed = {p: sizes for p, sizes in partial.items() if p in failed_for_good}
-        if doomed:
-            if not sessions:
-                sessions = [await self.pool.open_session(replacing=True)]
-            sessions[0] = await self.leftovers.remove_partial(sessions[0], base, doomed)
-            for p in doomed:
-                del partial[p]
-        return sessions
-
     # --- deletions ------------------------------------------------------------
 
     async def _deletes(self, session: Session, base: str, plan: Plan) -> None:
@@ -504,27 +383,6 @@ def _dst_chain(base: str) -> list[str]:
     """``/a/b/c`` -> ``/a``, ``/a/b``, ``/a/b/c``: DST and any missing parents."""
     parts = [p for p in base.split("/") if p]
     return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
-
-
-def _mtime_line(command: str | None, path: str, mtime: float) -> str | None:
-    stamp = format_mfmt(mtime)
-    if command == "MFMT":
-        return f"MFMT {stamp} {path}"
-    if command == "SITE UTIME":
-        return f"SITE UTIME {stamp} {path}"
-    return None
-
-
-def _learn_mtime(quirks: object, line: str, reply: Reply) -> None:
-    """Remember which time-setting command works; a refusal is not a failure."""
-    current = getattr(quirks, "mtime_command", None)
-    if reply.is_complete:
-        return
-    if reply.code in remote.UNKNOWN_COMMAND or reply.is_permanent:
-        if current == "MFMT" and line.startswith("MFMT"):
-            quirks.mtime_command = "SITE UTIME"  # type: ignore[attr-defined]
-        elif current == "SITE UTIME" and line.startswith("SITE"):
-            quirks.mtime_command = ""  # type: ignore[attr-defined]
 
 
 def _protect(options: PlanOptions, problem_paths: list[str]) -> PlanOptions:
