@@ -31,7 +31,7 @@ from .replies import Reply
 from .report import Events, Report
 from .scheduler import run_batch
 from .session import ServerConfig, Session, Trace
-from .statestore import StateStore, may_be_unchanged
+from .statestore import StateStore
 from .transport import TLSPolicy
 from .uploads import Uploads
 
@@ -183,7 +183,7 @@ class _Run:
     async def run(self) -> Report:
         started = time.monotonic()
         try:
-            await self._run()
+            await self._phases()
         except GeneratorExit:  # the coroutine is being closed: it may not await
             raise
         except errors.FatalError:
@@ -206,7 +206,7 @@ class _Run:
             self.rec.finished(duration)
         return self.report
 
-    async def _run(self) -> None:
+    async def _phases(self) -> None:
         # Scan in a thread while the sessions log in: both take round trips or
         # disk time, neither needs the other.
         loop = asyncio.get_running_loop()
@@ -258,12 +258,12 @@ class _Run:
         options = self.plan_options
         if tree.problems:
             # Never delete under a path we could not read: its contents are unknown.
-            options = _protect(options, [p for p, _ in tree.problems])
+            options = options._replace(protected=tuple(p for p, _ in tree.problems))
         plan = make_plan(tree, remote_tree, options)
-        if self.store.enabled and may_be_unchanged(plan, remote_tree):
+        if self.store.enabled and self.store.may_settle(plan, remote_tree):
             # Only worth a round trip when some upload may prove unchanged.
             sessions = await self.store.load(sessions, base, remote_tree)
-            await self.store.apply(plan, tree, remote_tree)
+            await self.store.apply(plan, tree, remote_tree, only_newer=options.only_newer)
         self.rec.planned(plan)
 
         mkdirs = ([] if remote_tree.exists else _dst_chain(base)) + [
@@ -383,17 +383,6 @@ def _dst_chain(base: str) -> list[str]:
     """``/a/b/c`` -> ``/a``, ``/a/b``, ``/a/b/c``: DST and any missing parents."""
     parts = [p for p in base.split("/") if p]
     return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
-
-
-def _protect(options: PlanOptions, problem_paths: list[str]) -> PlanOptions:
-    base = options.excluded
-
-    def excluded(path: str, is_dir: bool) -> bool:
-        if any(path == p or path.startswith(p + "/") for p in problem_paths):
-            return True
-        return base(path, is_dir) if base else False
-
-    return options._replace(excluded=excluded)
 
 
 def _check_src(src: str) -> None:

@@ -16,7 +16,7 @@ from . import state as state_mod
 from .entries import LocalFile, LocalTree, RemoteTree
 from .leftovers import Leftovers
 from .names import STATE_NAME, temporary
-from .planner import Plan, Reason, Upload
+from .planner import Pending, Plan, Upload, need_transfer, state_may_settle
 from .pool import Pool, backoff
 from .recorder import Recorder
 from .session import Session
@@ -103,24 +103,55 @@ class StateStore:
                 )
         return sessions
 
-    async def apply(self, plan: Plan, tree: LocalTree, remote_tree: RemoteTree) -> None:
-        """Move the uploads the state proves unchanged into ``plan.skipped``."""
+    @staticmethod
+    def may_settle(plan: Plan, remote_tree: RemoteTree) -> bool:
+        """Is there an upload the state file could prove unnecessary (worth reading it)?"""
+        return any(
+            state_may_settle(u.reason, u.local, remote_tree.files.get(u.path)) for u in plan.uploads
+        )
+
+    async def apply(
+        self, plan: Plan, tree: LocalTree, remote_tree: RemoteTree, *, only_newer: bool
+    ) -> None:
+        """Move the uploads the state proves unchanged into ``plan.skipped``.
+
+        Files are read (hashed) only when :func:`~asyncmirror.planner.need_transfer`
+        asks for their digest.
+        """
         if not self.entries:
             return
-        trusted, to_hash = state_mod.classify(plan, self.entries, remote_tree)
+        unchanged: list[str] = []
+        to_hash: list[str] = []
+        for u in plan.uploads:
+            verdict = need_transfer(
+                u.local,
+                remote_tree.files.get(u.path),
+                only_newer=only_newer,
+                state=self.entries.get(u.path),
+            )
+            if verdict is None:
+                unchanged.append(u.path)
+            elif verdict is Pending.DIGEST:
+                to_hash.append(u.path)
         hashes = await asyncio.to_thread(
             _hash_files, [(tree.files[p], self.entries[p].algorithm) for p in to_hash]
         )
-        unchanged = list(trusted)
         for path, digest in hashes.items():
-            entry = self.entries[path]
-            if digest == entry.digest:
+            local, entry = tree.files[path], self.entries[path]
+            verdict = need_transfer(
+                local,
+                remote_tree.files.get(path),
+                only_newer=only_newer,
+                state=entry,
+                digest=digest,
+            )
+            if verdict is None:
                 unchanged.append(path)
                 # Same bytes, new mtime (a fresh checkout): remember the new
                 # mtime so the next run trusts it without reading the file.
-                self.entries[path] = entry._replace(mtime=tree.files[path].mtime)
+                self.entries[path] = entry._replace(mtime=local.mtime)
                 self.dirty = True
-        state_mod.apply(plan, unchanged)
+        plan.skip(unchanged)
 
     def record(self, up: Upload, digest: str) -> None:
         """``up`` is on the server, verified, with content ``digest``."""
@@ -206,16 +237,6 @@ class StateStore:
                 session = await self.pool.open_session(replacing=True)
             session = await self.leftovers.remove_temporaries(session)
         return session
-
-
-def may_be_unchanged(plan: Plan, remote_tree: RemoteTree) -> bool:
-    """Is there an upload the state file could prove unnecessary?"""
-    for u in plan.uploads:
-        if u.reason is Reason.NEWER:
-            rf = remote_tree.files.get(u.path)
-            if rf is not None and rf.size == u.size:
-                return True
-    return False
 
 
 def _hash_files(files: list[tuple[LocalFile, str]]) -> dict[str, str]:
