@@ -179,3 +179,12 @@ class ProtocolError(RetryableError):
 
 class VerifyError(RetryableError):
     """The uploaded file's size on the server is not the local size."""
+
+
+class ScanStopped(Exception):
+    """Internal, never shown: the local scan was told to stop because the run
+    ended first (a refused login, a cancel).  ``kept`` entries had been found."""
+
+    def __init__(self, kept: int) -> None:
+        super().__init__(f"scan stopped after {kept} entries")
+        self.kept = kept

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import posixpath
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, tzinfo
@@ -211,6 +212,7 @@ class _Run:
         # disk time, neither needs the other.
         loop = asyncio.get_running_loop()
         found_enough = asyncio.Event()
+        stop = threading.Event()  # a thread cannot be cancelled: it is told to stop
 
         def enough() -> None:  # called from the scan's thread
             with contextlib.suppress(RuntimeError):  # the run ended (loop closed) first
@@ -224,6 +226,7 @@ class _Run:
                 enough=self.pool.size,
                 on_enough=enough,
                 count_dirs=self.plan_options.delete,
+                stop=stop,
             )
         )
 
@@ -246,10 +249,11 @@ class _Run:
 
         try:
             sessions = await self.pool.start(useful())
+            tree = await scan
         except BaseException:
-            scan.cancel()
+            # A refused login or a stop must not wait for the rest of a large tree.
+            await self._stop_scan(scan, stop)
             raise
-        tree = await scan
         for path, why in tree.problems:
             self.rec.failed(path, why)
 
@@ -306,6 +310,16 @@ class _Run:
         if self.store.needs_final_write(remote_tree):
             self.store.keep_only(set(tree.files))
             sessions[0] = await self.store.write(sessions[0])
+
+    async def _stop_scan(self, scan: asyncio.Future[LocalTree], stop: threading.Event) -> None:
+        """Stop the scan's thread and wait for it: it is a few entries from noticing."""
+        stop.set()
+        if not scan.done():
+            await asyncio.wait({scan}, timeout=self.config.timeout)
+        if scan.done() and not scan.cancelled():
+            exc = scan.exception()  # the run's own error is the one raised
+            if isinstance(exc, errors.ScanStopped):
+                self.rec.scan_stopped(exc.kept)
 
     async def _look_at_remote(
         self, sessions: list[Session], base: str, tree: LocalTree

@@ -51,6 +51,9 @@ class Recorder:
         self.report.retries += 1
         self.events.retrying(path, why, attempt)
 
+    def scan_stopped(self, kept: int) -> None:
+        self.events.scan_stopped(kept)
+
     def dry_run(self, plan: Plan, mkdirs: list[str]) -> None:
         """What a real run would do, said as actions; counted as if done."""
         for d in mkdirs:

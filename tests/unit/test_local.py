@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
-from asyncmirror.errors import UsageError
+from asyncmirror.errors import ScanStopped, UsageError
 from asyncmirror.filters import FilterSet, Rule
 from asyncmirror.local import display_path, scan
 from asyncmirror.names import STATE_NAME, TEMP_PREFIX
@@ -458,3 +459,22 @@ def test_on_enough_comes_before_a_large_flat_directory_is_read_to_its_end(
     )
     assert len(tree.files) == 200
     assert looked_at_when_called == [8]
+
+
+def test_a_stopped_scan_ends_part_way(tmp_path: Path) -> None:
+    # Set from on_enough, in the scan's own thread: where it stops is deterministic.
+    for i in range(500):
+        write(tmp_path, f"d/f{i:03}.txt")
+    stop = threading.Event()
+    with pytest.raises(ScanStopped) as info:
+        scan(str(tmp_path), FilterSet.empty(), enough=10, on_enough=stop.set, stop=stop)
+    assert 10 <= info.value.kept < 500
+
+
+def test_a_scan_told_to_stop_before_it_starts_reads_nothing(tmp_path: Path) -> None:
+    write(tmp_path, "a.txt")
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(ScanStopped) as info:
+        scan(str(tmp_path), FilterSet.empty(), stop=stop)
+    assert info.value.kept == 0
