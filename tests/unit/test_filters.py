@@ -16,6 +16,7 @@ import pickle
 import random
 import re
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -215,8 +216,21 @@ def test_lftp_default_excludes(opts: Opts, relpath: str, excluded: bool) -> None
     assert not fs(opts).excludes(relpath, is_dir=False)  # off by default
 
 
-def test_default_exclude_regex_is_lftps() -> None:
-    assert LFTP_DEFAULT_EXCLUDE_REGEX == r"(^|/)(\.in\.|\.nfs)"
+@pytest.mark.parametrize(
+    ("relpath", "hit"),
+    [
+        (".in.page.html", True),  # lftp's own partial download, at any depth
+        ("a/b/.in.x", True),
+        (".nfs000123", True),  # an NFS silly-rename
+        ("a/.nfsABC", True),
+        ("a.in.x", False),  # only at the start of a name
+        ("x/page.nfs", False),
+        ("in.txt", False),
+        ("a/nfs1", False),
+    ],
+)
+def test_default_exclude_regex_is_lftps(relpath: str, hit: bool) -> None:
+    assert (re.search(LFTP_DEFAULT_EXCLUDE_REGEX, relpath) is not None) is hit
 
 
 @pytest.mark.parametrize(
@@ -409,8 +423,23 @@ def test_regex_translation_matches_glibc_regexec() -> None:
     assert checked > 5000
 
 
-def test_translation_output_is_plain_python_regex() -> None:
-    # Nothing in a translated bracket may look like a nested set to Python.
-    for pattern in ["[[]", "[a-]", "[&&]", "[--]", "[~~]", "[||]"]:
-        re.compile(_glob_to_regex(pattern))
-        re.compile(_ere_to_python(pattern))
+@pytest.mark.parametrize(
+    ("pattern", "hits", "misses"),
+    [
+        ("[[]", "[", "]a"),
+        ("[a-]", "a-", "b["),
+        ("[&&]", "&", "a|"),
+        ("[--]", "-", "a&"),
+        ("[~~]", "~", "a-"),
+        ("[||]", "|", "a&"),
+    ],
+)
+def test_translation_output_is_plain_python_regex(pattern: str, hits: str, misses: str) -> None:
+    # Nothing in a translated bracket may look like a nested set or a set
+    # operation to Python (it warns, and may one day mean something else).
+    for translate in (_glob_to_regex, _ere_to_python):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            compiled = re.compile(translate(pattern))
+        assert all(compiled.fullmatch(c) for c in hits), (translate.__name__, pattern)
+        assert not any(compiled.fullmatch(c) for c in misses), (translate.__name__, pattern)
