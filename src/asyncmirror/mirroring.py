@@ -5,6 +5,12 @@ listed over the whole pool, the planner decides, and the scheduler creates
 directories (pipelined, parents first), uploads (one worker per session,
 verification pipelined behind the next transfer) and, with ``delete``, removes
 what is gone -- only when every upload succeeded.
+
+This module owns that sequence (``_Run._phases``) and nothing else: one
+upload is :mod:`~asyncmirror.uploads`, the state file
+:mod:`~asyncmirror.statestore`, clean-up after a stop
+:mod:`~asyncmirror.leftovers`, the report and events
+:mod:`~asyncmirror.recorder`, the options :mod:`~asyncmirror.options`.
 """
 
 from __future__ import annotations
