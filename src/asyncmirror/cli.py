@@ -27,10 +27,9 @@ from urllib.parse import unquote, urlsplit
 from . import errors
 from .early import EarlyConnection
 from .filters import Rule
-from .options import FIELDS as OPTION_FIELDS
-from .options import Options, Trace
 
 if TYPE_CHECKING:
+    from .options import Options, Trace
     from .report import Events, Report
 
 # The heavy imports (asyncio, ssl, aioftp: about a tenth of a second) happen in
@@ -358,7 +357,9 @@ def options_from(
     rest are worked out here (the target from every credential source, the
     rules in command-line order, the time zone by name).
     """
-    given = {k: v for k, v in vars(args).items() if k in OPTION_FIELDS and k not in CLI_ONLY}
+    from .options import FIELDS, Options  # dataclasses: not before the first connection
+
+    given = {k: v for k, v in vars(args).items() if k in FIELDS and k not in CLI_ONLY}
     given.update(
         host=target.host,
         port=target.port,
