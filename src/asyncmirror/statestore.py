@@ -166,6 +166,20 @@ class StateStore:
         """Is a snapshot due (something new, and the last one a while ago)?"""
         return self.enabled and self.dirty and (time.monotonic() - self.written_at > STATE_EVERY)
 
+    def after_upload(self) -> bool:
+        """Keep the state close to the truth during long runs: a local state file
+        is written at once when due; True when a snapshot to DST is due (it needs
+        a session and a data connection: the caller queues a :class:`Snapshot`)."""
+        if not self.due():
+            return False
+        if self.local_file:
+            self.store_locally()
+            return False
+        return True
+
+    def snapshot_failed(self) -> None:
+        self.dirty = True  # not written: the next snapshot or the end tries again
+
     def needs_final_write(self, remote_tree: RemoteTree) -> bool:
         if not self.enabled:
             return False

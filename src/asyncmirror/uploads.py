@@ -157,17 +157,14 @@ class Uploads:
             return
         self.leftovers.partial.pop(up.path, None)
         self.rec.uploaded(up)
-        if self.store.due() and not self.snapshot_queued and not self.store.local_file:
-            # Keep the server's state close to the truth during long runs.
+        if self.store.after_upload() and not self.snapshot_queued:
             self.snapshot_queued = True
             self.workers.queue.add(Snapshot())
-        elif self.store.due() and self.store.local_file:
-            self.store.store_locally()
 
     def _failed(self, up: Job, exc: errors.AsyncMirrorError) -> None:
         if isinstance(up, Snapshot):
             self.snapshot_queued = False
-            self.store.dirty = True  # not written: the next snapshot or the end tries again
+            self.store.snapshot_failed()
             return
         self.store.forget(up.path)
         self.rec.failed(up.path, exc.user_line())
