@@ -24,11 +24,12 @@ from datetime import UTC, tzinfo
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TextIO
 from urllib.parse import unquote, urlsplit
 
-from . import errors
+from . import errors, runner
 from .early import EarlyConnection
 from .filters import Rule
 
 if TYPE_CHECKING:
+    from .options import Options, Trace
     from .report import Events, Report
     from .session import ServerConfig
 
@@ -423,11 +424,53 @@ def _sure_sessions(args: argparse.Namespace) -> int:
     return max(1, min(kept, args.jobs)) if args.jobs >= 1 else 0
 
 
-def _make_trace(stream: TextIO) -> Any:
+def _make_trace(stream: TextIO) -> Trace:
     def trace(direction: str, line: str) -> None:
         print(f"{direction} {line}", file=stream, flush=True)
 
     return trace
+
+
+#: Parser destinations that are not run options: the operands, output settings,
+#: a flag accepted for lftp compatibility, and -X/-I/-x/-i (they fill ``rules``,
+#: in command-line order; their own destinations stay empty).
+CLI_ONLY = frozenset(
+    {"src", "dst", "reverse", "verbose", "no_progress", "json", "debug", "rules"}
+    | {"rollback", "doctor", "max_probe", "version"}
+    | {"exclude_glob", "include_glob", "exclude", "include"}
+)
+
+
+def options_from(
+    args: argparse.Namespace,
+    target: Target,
+    *,
+    events: Events | None = None,
+    trace: Trace | None = None,
+    early: Sequence[EarlyConnection] = (),
+) -> Options:
+    """The run's :class:`Options` from the parsed command line and the resolved target.
+
+    A flag whose destination is an ``Options`` field is passed as parsed; the
+    rest are worked out here (the target from every credential source, the
+    rules in command-line order, the time zone by name).
+    """
+    from .options import FIELDS, Options  # dataclasses: not before the first connection
+
+    given = {k: v for k, v in vars(args).items() if k in FIELDS and k not in CLI_ONLY}
+    given.update(
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        password=target.password,
+        rules=_rules(args),
+        fingerprint=args.fingerprint or os.environ.get("FTP_FINGERPRINT") or None,
+        remote_timezone=_timezone(args.remote_timezone),
+        events=events,
+        trace=trace,
+        early_connections=tuple(early),
+    )
+    return Options(**given)
 
 
 async def run(
@@ -437,14 +480,20 @@ async def run(
     stream: TextIO,
     early: Sequence[EarlyConnection] = (),
 ) -> Report:
-    from .mirroring import mirror
+    from .mirroring import run_mirror
 
     # The imports are done (entry() paused the collector for them): what they made
     # lives as long as the process, so later collections need not walk it.
     gc.freeze()
     gc.enable()
-    fingerprint = args.fingerprint or os.environ.get("FTP_FINGERPRINT") or None
-    if args.insecure and not fingerprint:
+    options = options_from(
+        args,
+        target,
+        events=events,
+        trace=_make_trace(stream) if args.debug else None,
+        early=early,
+    )
+    if options.insecure and not options.fingerprint:
         events.note(
             "warning: --insecure: the server's certificate is not checked; "
             "anyone on the path can read your password"
@@ -453,43 +502,12 @@ async def run(
         from .switch import rollback_site
 
         return await rollback_site(
-            _server_config(args, target, fingerprint, stream, early),
+            _server_config(args, target, options.fingerprint, stream, early),
             target.path,
             timezone=_timezone(args.remote_timezone),
             events=events,
         )
-    return await mirror(
-        args.src,
-        target.path,
-        host=target.host,
-        port=target.port,
-        user=target.user,
-        password=target.password,
-        jobs=args.jobs,
-        rules=_rules(args),
-        delete=args.delete,
-        max_delete=args.max_delete,
-        state=args.state,
-        state_file=args.state_file,
-        dry_run=args.dry_run,
-        only_newer=args.only_newer,
-        atomic=args.atomic,
-        set_mtime=args.set_mtime,
-        ca_file=args.ca_file,
-        fingerprint=fingerprint,
-        insecure=args.insecure,
-        timeout=args.timeout,
-        deadline=args.deadline,
-        retries=args.retries,
-        remote_timezone=_timezone(args.remote_timezone),
-        events=events,
-        trace=_make_trace(stream) if args.debug else None,
-        early_connections=early,
-        swap=args.swap,
-        lock_wait=args.lock_wait,
-        lock_stale=args.lock_stale,
-        break_lock=args.break_lock,
-    )
+    return await run_mirror(args.src, target.path, options)
 
 
 def _server_config(
@@ -514,74 +532,16 @@ def _server_config(
     )
 
 
-class StoppedBySignal(Exception):
-    """SIGTERM or SIGHUP stopped the run (after its clean-up, as Ctrl-C does)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-    @property
-    def name(self) -> str:
-        import signal
-
-        return signal.Signals(self.signum).name
-
-
-async def _stoppable(coro: Any) -> Any:
-    """Await ``coro``; SIGTERM (docker stop, a CI cancel) and SIGHUP (a closed terminal)
-    cancel it as Ctrl-C does, so a stop removes what it cut instead of killing the
-    process with half-written files on the server.  A second signal skips that clean-up.
-    """
-    import asyncio
-    import signal
-
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    received: list[int] = []
-
-    def stop(signum: int) -> None:
-        received.append(signum)
-        if task is not None:
-            task.cancel()
-
-    handled = []
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        try:
-            loop.add_signal_handler(sig, stop, sig)
-            handled.append(sig)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - not on Windows
-            pass
-    try:
-        return await coro
-    except asyncio.CancelledError:
-        if received:
-            raise StoppedBySignal(received[0]) from None
-        raise
-    finally:
-        for sig in handled:
-            loop.remove_signal_handler(sig)
-
-
-def run_async(coro: Any) -> Any:
-    """Run on uvloop when it is installed: its faster I/O shows with many small files."""
-    import asyncio
-
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency where supported
-        return asyncio.run(_stoppable(coro))
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_stoppable(coro))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["demo"]:
-        gc.enable()  # a longer-lived process with a server in it
-        from .demo import main as demo_main
+        from . import demo
 
-        return int(demo_main(argv[1:]))
+        # The demo takes no operand: `asyncmirror demo www` mirrors a directory
+        # named "demo" to www.
+        if demo.is_demo(argv[1:]):
+            gc.enable()  # a longer-lived process with a server in it
+            return demo.main(argv[1:])
     stderr = sys.stderr
     parser = build_parser()
     args = parse_args(parser, argv)  # argparse exits 2 with a usage line on bad options
@@ -603,7 +563,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             verbose=args.verbose,
             bars=not args.no_progress and not args.json and stderr.isatty(),
         )
-        report: Report = run_async(run(args, target, events, stderr, early))
+        report = runner.run(run(args, target, events, stderr, early))
     except errors.AsyncMirrorError as exc:
         if args.debug:
             traceback.print_exc(file=stderr)
@@ -612,7 +572,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("asyncmirror: interrupted", file=stderr)
         return 130
-    except StoppedBySignal as stop:
+    except runner.StoppedBySignal as stop:
         print(f"asyncmirror: stopped by {stop.name}", file=stderr)
         return 128 + stop.signum
     except Exception as exc:  # a bug: still one line unless --debug

@@ -18,13 +18,11 @@ import shutil
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import errors
-from .cli import run_async
-from .mirroring import mirror
-from .progress import ConsoleEvents
+from . import errors, runner
 
 
 def make_sample_tree(root: Path, files: int, *, seed: int = 7) -> None:
@@ -118,9 +116,11 @@ def _same_bytes(src: Path, dst: Path) -> tuple[int, list[str]]:
     return checked, bad
 
 
-def main(argv: list[str]) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="asyncmirror demo", description="Mirror a sample tree to an embedded FTPS server."
+        prog="asyncmirror demo",
+        description="Mirror a sample tree to an embedded FTPS server.",
+        exit_on_error=False,
     )
     parser.add_argument("--files", type=int, default=200, help="files in the sample tree")
     parser.add_argument("-j", "--jobs", type=int, default=8)
@@ -130,7 +130,29 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="keep the sample tree and the server's copy (removed at the end otherwise)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def is_demo(argv: Sequence[str]) -> bool:
+    """Is ``asyncmirror demo ARGV`` the demo, not a mirror of a directory named demo?
+
+    The demo takes no operand and a mirror needs DST: an operand left over
+    after the demo's own options makes it a mirror.  A bad value for a demo
+    option (``--files x``) is the demo's to report.
+    """
+    try:
+        _, rest = build_parser().parse_known_args(list(argv))
+    except argparse.ArgumentError:
+        return True
+    return not any(not arg.startswith("-") for arg in rest)
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(argv))
+    except argparse.ArgumentError as exc:
+        parser.error(str(exc))  # exits 2 with the usage line, as argparse does by default
     try:
         return _demo(args)
     except errors.AsyncMirrorError as exc:
@@ -151,6 +173,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _demo_in(work: Path, args: argparse.Namespace) -> int:
+    # Imported here: `asyncmirror demo www` (a mirror) must not pay for them first.
+    from .mirroring import mirror
+    from .progress import ConsoleEvents
+
     src, home = work / "site", work / "server-home"
     src.mkdir()
     home.mkdir()
@@ -174,7 +200,7 @@ def _demo_in(work: Path, args: argparse.Namespace) -> int:
             events = ConsoleEvents(
                 stream=out, verbose=1 if change else 0, bars=not args.no_progress and out.isatty()
             )
-            report = run_async(
+            report = runner.run(
                 mirror(
                     str(src),
                     "www",

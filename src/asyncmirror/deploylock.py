@@ -33,8 +33,8 @@ from enum import Enum
 from typing import Literal, NamedTuple
 
 from . import datachannel, errors
-from .filters import LOCK_DIR
 from .listing import parse_listing
+from .names import LOCK_DIR
 from .session import Session
 
 #: The holder record is the name of a directory inside the lock: ``.htholder.``

@@ -43,9 +43,10 @@ def tree_size(args: argparse.Namespace) -> TreeSize | None:
 
 
 def doctor_main(args: argparse.Namespace, target: Target, stdout: TextIO, stderr: TextIO) -> int:
-    from .cli import _make_trace, run_async
+    from .cli import _make_trace
     from .diagnosis import render_table, to_json
     from .doctor import diagnose
+    from .runner import run as run_async
     from .session import ServerConfig
     from .transport import TLSPolicy
 

@@ -212,3 +212,12 @@ def is_data_connection_failure(exc: AsyncMirrorError) -> bool:
     return isinstance(exc, NetworkError | OperationTimeout) and exc.message.startswith(
         "data connection"
     )
+
+
+class ScanStopped(Exception):
+    """Internal, never shown: the local scan was told to stop because the run
+    ended first (a refused login, a cancel).  ``kept`` entries had been found."""
+
+    def __init__(self, kept: int) -> None:
+        super().__init__(f"scan stopped after {kept} entries")
+        self.kept = kept

@@ -61,21 +61,17 @@ from collections.abc import Callable, Iterable
 from typing import Literal
 
 from asyncmirror.errors import UsageError
+from asyncmirror.names import (
+    LEGACY_STATE_NAME,
+    LEGACY_TEMP_PREFIX,
+    LOCK_DIR,
+    STATE_NAME,
+    TEMP_PREFIX,
+)
 
 Action = Literal["include", "exclude"]
 Syntax = Literal["glob", "regex"]
 
-# asyncmirror's own names in DST start with ".ht": Apache refuses to serve those out of
-# the box (<Files ".ht*"> Require all denied), and most nginx setups copy the rule.
-#: The state file asyncmirror keeps at the root of DST (and never uploads from SRC).
-STATE_FILE_NAME = ".htasyncmirror-state.json"
-#: Prefix of asyncmirror's temporary upload names, at any depth.
-TEMP_PREFIX = ".htasyncmirror-tmp-"
-#: The names before 0.2, which any web server served: read once, then removed.
-LEGACY_STATE_NAME = ".asyncmirror-state.json"
-LEGACY_TEMP_PREFIX = ".asyncmirror-tmp-"
-#: The deploy lock directory at the root of DST (see :mod:`asyncmirror.deploylock`).
-LOCK_DIR = ".htasyncmirror-lock"
 #: lftp's default ``mirror:exclude-regex``: its own partial downloads and NFS silly-renames.
 LFTP_DEFAULT_EXCLUDE_REGEX = r"(^|/)(\.in\.|\.nfs)"
 
@@ -114,13 +110,13 @@ class _PatternError(Exception):
     """A problem found while translating a pattern; becomes a :class:`UsageError`."""
 
 
-_OWN_AT_ROOT = frozenset({STATE_FILE_NAME, LEGACY_STATE_NAME, LOCK_DIR})
+_OWN_AT_ROOT = frozenset({STATE_NAME, LEGACY_STATE_NAME, LOCK_DIR})
 
 
 def always_excluded(relpath: str) -> bool:
     """True for asyncmirror's own files, which no rule can bring back in.
 
-    That is the state file :data:`STATE_FILE_NAME` and the deploy lock
+    That is the state file :data:`STATE_NAME` and the deploy lock
     :data:`LOCK_DIR` (with what is in it) at the root, and any name
     starting with :data:`TEMP_PREFIX` at any depth (uploads in progress).  They
     must never be uploaded from SRC nor be deleted as strays on DST, whatever

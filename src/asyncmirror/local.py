@@ -38,10 +38,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
 from collections.abc import Callable
 
 from asyncmirror.entries import LocalFile, LocalTree
-from asyncmirror.errors import UsageError
+from asyncmirror.errors import ScanStopped, UsageError
 from asyncmirror.filters import FilterSet
 
 # Kinds of non-regular files, for the problem line (S_IFMT value -> description).
@@ -51,6 +52,14 @@ _SPECIAL_KINDS = {
     stat.S_IFCHR: "a character device",
     stat.S_IFBLK: "a block device",
 }
+
+
+#: Entries of one directory between two looks at the stop flag.
+_STOP_EVERY = 16
+
+
+def _never() -> bool:
+    return False
 
 
 def display_path(relpath: str) -> str:
@@ -102,6 +111,7 @@ def scan(
     enough: int = 0,
     on_enough: Callable[[], None] | None = None,
     count_dirs: bool = True,
+    stop: threading.Event | None = None,
 ) -> LocalTree:
     """Scan the directory *root* and return what :class:`LocalTree` holds.
 
@@ -115,6 +125,11 @@ def scan(
     ``on_enough`` is called once (from this thread), as soon as *enough* files
     (and directories, with ``count_dirs``) have been kept: the caller can size
     its work before the whole tree is known.
+
+    ``stop``, once set (from any thread), ends the scan within a few entries
+    with :class:`~asyncmirror.errors.ScanStopped`: a thread cannot be
+    cancelled, and a run that ends early (a refused login) must not wait for
+    a large tree.
     """
     top, top_st = _root_dir(root)
     tree = LocalTree(root=top)
@@ -138,7 +153,10 @@ def scan(
             on_enough()
             on_enough = None  # once
 
+    stopped = stop.is_set if stop is not None else _never
     while stack:
+        if stopped():
+            raise ScanStopped(len(files) + len(dirs))
         abs_dir, prefix, above = stack.pop()
         try:
             it = os.scandir(abs_dir)
@@ -150,7 +168,11 @@ def scan(
             problems.append((display_path(prefix[:-1]), f"directory cannot be read: {_why(exc)}"))
             continue
         with it:
+            listed = 0
             while True:
+                listed += 1
+                if not listed % _STOP_EVERY and stopped():
+                    raise ScanStopped(len(files) + len(dirs))
                 try:
                     entry = next(it, None)
                 except OSError as exc:  # an I/O error part way through the listing

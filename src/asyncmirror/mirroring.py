@@ -5,6 +5,12 @@ listed over the whole pool, the planner decides, and the scheduler creates
 directories (pipelined, parents first), uploads (one worker per session,
 verification pipelined behind the next transfer) and, with ``delete``, removes
 what is gone -- only when every upload succeeded.
+
+This module owns that sequence (``_Run._phases``) and nothing else: one
+upload is :mod:`~asyncmirror.uploads`, the state file
+:mod:`~asyncmirror.statestore`, clean-up after a stop
+:mod:`~asyncmirror.leftovers`, the report and events
+:mod:`~asyncmirror.recorder`, the options :mod:`~asyncmirror.options`.
 """
 
 from __future__ import annotations
@@ -13,33 +19,30 @@ import asyncio
 import contextlib
 import os
 import posixpath
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, tzinfo
 
-from . import datachannel, digests, errors, local, releases, remote, switch
-from . import state as state_mod
+from . import errors, local, releases, remote, switch
 from .deploylock import DeployLock
 from .early import EarlyConnection
-from .entries import LocalFile, LocalTree, RemoteTree
-from .filters import (
-    LOCK_DIR,
-    SITE_DOTFILES,
-    TEMP_PREFIX,
-    FilterSet,
-    Rule,
-    left_out_site_dotfiles,
-)
+from .entries import LocalTree, RemoteTree
+from .filters import SITE_DOTFILES, FilterSet, Rule, left_out_site_dotfiles
 from .keepalive import kept_alive
-from .planner import Plan, PlanOptions, Reason, Upload, make_plan
-from .pool import Pool, backoff
-from .replies import Reply, format_mfmt, parse_size
-from .report import Events, Failure, Report
-from .scheduler import Deferred, Workers, run_batch
+from .leftovers import Leftovers
+from .names import LEGACY_STATE_NAME, LOCK_DIR, STATE_NAME
+from .options import Options
+from .planner import Plan, PlanOptions, make_plan
+from .pool import Pool
+from .recorder import Recorder
+from .replies import Reply
+from .report import Events, Report
+from .scheduler import run_batch
 from .session import ServerConfig, Session, Trace
-from .state import LEGACY_NAME as LEGACY_STATE
-from .state import STATE_NAME, StateEntry
+from .statestore import StateStore
 from .transport import TLSPolicy
+from .uploads import Uploads
 
 
 async def mirror(
@@ -111,65 +114,32 @@ async def mirror(
     lock older than ``lock_stale`` seconds, or any with ``break_lock``, is
     taken over.  ``lock=False`` takes none.
     """
+    return await run_mirror(src, dst, Options.from_mapping(locals()))
+
+
+async def run_mirror(src: str, dst: str, options: Options) -> Report:
+    """:func:`mirror` with its keyword arguments gathered in one :class:`Options`."""
     _check_src(src)  # before any connection: a typo in SRC should not cost a login
-    for what, value in (("user name", user), ("password", password), ("host", host)):
+    for what, value in (
+        ("user name", options.user),
+        ("password", options.password),
+        ("host", options.host),
+    ):
         if "\r" in value or "\n" in value:
             # Typically a value read from a file with Windows line ends.
             raise errors.UsageError(
                 f"the {what} contains a line break (CR or LF)",
                 hint="strip the line ends from where it comes from (e.g. a CRLF .env file)",
             )
-    if rules is None:
-        rules = _rules_from(exclude, include, exclude_regex, include_regex)
-    filters = FilterSet.from_rules(rules)
-    config = ServerConfig(
-        host=host,
-        port=port,
-        user=user,
-        password=password,
-        tls=TLSPolicy(ca_file=ca_file, fingerprint=fingerprint, insecure=insecure),
-        timeout=timeout,
-        trace=trace,
-        early=tuple(early_connections),
-    )
-    run = _Run(
-        src=src,
-        dst=dst,
-        config=config,
-        filters=filters,
-        jobs=jobs,
-        options=PlanOptions(only_newer=only_newer, delete=delete, excluded=_excluder(filters)),
-        dry_run=dry_run,
-        atomic=atomic,
-        set_mtime=set_mtime,
-        retries=retries,
-        max_delete=max_delete,
-        state=state,
-        state_file=state_file,
-        tz=remote_timezone,
-        events=events or Events(),
-        swap=swap,
-    )
-    if lock:
-        from . import __version__
-
-        run.lock = DeployLock(
-            "/",  # placed in DST once the login says where that is
-            run_id=run.run_id,
-            version=__version__,
-            wait=lock_wait,
-            stale_after=lock_stale,
-            break_lock=break_lock,
-            note=run._note,
-        )
-    if deadline is None:
+    run = _Run(src, dst, options)
+    if options.deadline is None:
         return await run.run()
     try:
-        async with asyncio.timeout(deadline):
+        async with asyncio.timeout(options.deadline):
             return await run.run()
     except TimeoutError:
         raise errors.TimeoutExpired(
-            f"the run did not finish within the deadline of {deadline:g} s",
+            f"the run did not finish within the deadline of {options.deadline:g} s",
             hint="raise --deadline, or check the connection to the server",
         ) from None
 
@@ -235,81 +205,75 @@ def _excluder(filters: FilterSet) -> Callable[[str, bool], bool]:
 
 
 class _Run:
-    def __init__(
-        self,
-        *,
-        src: str,
-        dst: str,
-        config: ServerConfig,
-        filters: FilterSet,
-        jobs: int,
-        options: PlanOptions,
-        dry_run: bool,
-        atomic: bool,
-        set_mtime: bool,
-        retries: int,
-        max_delete: int | None,
-        state: bool,
-        state_file: str | None,
-        tz: tzinfo,
-        events: Events,
-        swap: bool = False,
-        lock: DeployLock | None = None,
-    ) -> None:
+    def __init__(self, src: str, dst: str, options: Options) -> None:
         self.src = src
-        self.swap = swap
-        self.lock = lock
-        self.layout: releases.Layout | None = None  # with swap: where the releases are
-        self.live_exists = True
         self.dst = dst
-        self.config = config
-        self.filters = filters
         self.options = options
-        self.dry_run = dry_run
-        self.atomic = atomic
-        self.set_mtime = set_mtime
-        self.retries = retries
-        self.max_delete = max_delete
-        self.use_state = state
-        self.state_file = state_file
-        self.state: dict[str, StateEntry] = {}  # what is known to be on the server
-        self.state_dirty = False
-        self.state_written_at = time.monotonic()
-        #: DST still holds the state file under its old name: removed with the next write.
-        self.legacy_state = False
+        rules = options.rules
+        if rules is None:
+            rules = _rules_from(
+                options.exclude, options.include, options.exclude_regex, options.include_regex
+            )
+        self.filters = filters = FilterSet.from_rules(rules)
+        self.config = config = ServerConfig(
+            host=options.host,
+            port=options.port,
+            user=options.user,
+            password=options.password,
+            tls=TLSPolicy(
+                ca_file=options.ca_file, fingerprint=options.fingerprint, insecure=options.insecure
+            ),
+            timeout=options.timeout,
+            trace=options.trace,
+            early=tuple(options.early_connections),
+        )
+        self.plan_options = PlanOptions(
+            only_newer=options.only_newer, delete=options.delete, excluded=_excluder(filters)
+        )
+        self.retries = options.retries
         self.base = "/"
-        self.run_id = os.urandom(4).hex()
-        #: Temporary names uploaded but not (yet) renamed; removed at the end.
-        self.temp_names: set[str] = set()
-        #: Files (relative paths) whose upload broke after STOR went out, until a
-        #: retry succeeds: the server may hold a truncated file under the real name.
-        #: The value holds the sizes the file may rightly have there: the old
-        #: version's (a server may refuse STOR before opening the file, or upload
-        #: to a hidden name) and, after a stop, the local one (every byte may have
-        #: arrived).  Checked with SIZE when the file fails for good or the run stops.
-        self.partial: dict[str, tuple[int | None, int | None]] = {}
-        self.tz = tz
-        self.events = events
-        self.report = Report(dry_run=dry_run)
-        self.pool = Pool(config, jobs, retries=retries, note=self._note)
+        self.rec = Recorder(options.events, dry_run=options.dry_run)
+        self.report = self.rec.report
+        self.pool = Pool(config, options.jobs, retries=options.retries, note=self.rec.note)
+        self.leftovers = Leftovers(self.pool, self.rec, retries=options.retries)
+        self.store = StateStore(
+            self.pool,
+            self.rec,
+            self.leftovers,
+            enabled=options.state,
+            local_file=options.state_file,
+            retries=options.retries,
+        )
+        #: With --swap: where the releases are, and whether the live DST exists.
+        self.layout: releases.Layout | None = None
+        self.live_exists = True
+        self.lock: DeployLock | None = None
+        if options.lock:
+            from . import __version__
 
-    def _note(self, message: str) -> None:
-        self.report.notes.append(message)
-        self.events.note(message)
+            self.lock = DeployLock(
+                "/",  # placed in DST once the login says where that is
+                run_id=self.store.run_id,
+                version=__version__,
+                wait=options.lock_wait,
+                stale_after=options.lock_stale,
+                break_lock=options.break_lock,
+                note=self.rec.note,
+            )
 
     async def run(self) -> Report:
         started = time.monotonic()
         try:
-            await self._run()
+            await self._phases()
         except GeneratorExit:  # the coroutine is being closed: it may not await
             raise
         except errors.FatalError:
             # The server cannot be used -- that is the error: a clean-up session
             # would only wait for its own timeout.  Say what may be left instead.
             self.pool.abort_all()
-            self._note_leftovers()
+            self.leftovers.note()
             if self.lock is not None and self.lock.held:
-                self._note(
+                self.rec.note(
                     f"the deploy lock {self.lock.dir} is left on the server: the next run "
                     "takes it over once this one is known to be gone (--break-lock: at once)"
                 )
@@ -320,19 +284,23 @@ class _Run:
             # seconds behind a transfer), then one fresh session removes what is
             # half-written (with nothing to remove, no session is opened).
             self.pool.abort_all()
-            await self._remove_leftovers()
+            held = self.lock is not None and self.lock.held
+            await self.leftovers.remove_after_stop(
+                self.base, self.config.timeout, then=self._release_lock if held else None
+            )
             raise
         finally:
-            self.report.duration = time.monotonic() - started
+            duration = time.monotonic() - started
             await self.pool.close_all()
-            self.events.close()
+            self.rec.finished(duration)
         return self.report
 
-    async def _run(self) -> None:
+    async def _phases(self) -> None:
         # Scan in a thread while the sessions log in: both take round trips or
         # disk time, neither needs the other.
         loop = asyncio.get_running_loop()
         found_enough = asyncio.Event()
+        stop = threading.Event()  # a thread cannot be cancelled: it is told to stop
 
         def enough() -> None:  # called from the scan's thread
             with contextlib.suppress(RuntimeError):  # the run ended (loop closed) first
@@ -345,7 +313,8 @@ class _Run:
                 self.filters,
                 enough=self.pool.size,
                 on_enough=enough,
-                count_dirs=self.options.delete,
+                count_dirs=self.plan_options.delete,
+                stop=stop,
             )
         )
 
@@ -364,41 +333,40 @@ class _Run:
             if not scan.done():
                 return self.pool.size
             small = scan.result()  # a failed scan raises here and stops the logins
-            return len(small.files) + (len(small.dirs) if self.options.delete else 0)
+            return len(small.files) + (len(small.dirs) if self.plan_options.delete else 0)
 
         try:
             sessions = await self.pool.start(useful())
+            async with kept_alive(sessions):  # a large tree may still be scanning
+                tree = await scan
         except BaseException:
-            scan.cancel()
+            # A refused login or a stop must not wait for the rest of a large tree.
+            await self._stop_scan(scan, stop)
             raise
-        async with kept_alive(sessions):  # a large tree may still be scanning
-            tree = await scan
         self._note_left_out_dotfiles()
         self._note_not_mirrored(tree.notices)
         for path, why in tree.problems:
-            self.report.failed.append(Failure(path, why))
-            self.events.failed(path, why)
+            self.rec.failed(path, why)
 
-        base = self.base = self._remote_base()
-        if self.swap:
+        base = self.base = self.store.base = self._remote_base()
+        if self.options.swap:
             refusal = releases.why_not_switchable(base, self.pool.quirks.home)
             if refusal is not None:
                 raise errors.UsageError(
                     f"--swap: {refusal}",
                     hint="give a DST below the login directory, or deploy without --swap",
                 )
-            if self.lock is not None and not self.dry_run:
+            if self.lock is not None and not self.options.dry_run:
                 # Before the staging rename: that already changes the server.
                 async with kept_alive(sessions[1:]):  # sessions[0] waits for the lock
                     await self._take_lock(sessions[0], base)
-            base = self.base = await self._stage(sessions[0], base)
+            base = self.base = self.store.base = await self._stage(sessions[0], base)
         plan, remote_tree, sessions = await self._plan(sessions, base, tree)
-        state_in_dst = self.use_state and not self.state_file
         if (
             self.lock is not None
             and not self.lock.held
-            and not self.dry_run
-            and (LOCK_DIR in remote_tree.dirs or _changes_anything(plan, remote_tree, state_in_dst))
+            and not self.options.dry_run
+            and (LOCK_DIR in remote_tree.dirs or self._changes_anything(plan, remote_tree))
         ):
             # Taken only now, so an unchanged rerun costs no round trip -- unless
             # another run held it while DST was read: then DST was changing, and
@@ -407,47 +375,48 @@ class _Run:
                 waited = await self._take_lock(sessions[0], base)
             if waited or LOCK_DIR in remote_tree.dirs:
                 plan, remote_tree, sessions = await self._plan(sessions, base, tree)
-        self.report.plan = plan
-        self.report.skipped = len(plan.skipped)
-        for c in plan.conflicts:
-            self.report.failed.append(Failure(c.path, c.why))
-            self.events.failed(c.path, c.why)
-        self.events.planned(plan)
+        self.rec.planned(plan)
 
         mkdirs = ([] if remote_tree.exists else _dst_chain(base)) + [
             remote.remote_join(base, d) for d in plan.mkdirs
         ]
-        if self.dry_run:
-            self._report_dry_run(plan, mkdirs, tree)
+        if self.options.dry_run:
+            self.rec.dry_run(plan, mkdirs)
             return
         if mkdirs:
             clear = [remote.remote_join(base, f) for f in plan.clear_first]
             sessions[0] = await self._mkdirs(sessions[0], mkdirs, clear)
-        sessions = await self._uploads(sessions, base, plan.uploads, remote_tree)
+        uploads = Uploads(
+            self.pool,
+            self.rec,
+            self.store,
+            self.leftovers,
+            base=base,
+            remote_tree=remote_tree,
+            atomic=self.options.atomic,
+            set_mtime=self.options.set_mtime,
+            retries=self.retries,
+        )
+        sessions = await uploads.run(sessions, plan.uploads)
         if not sessions:
             sessions = [await self.pool.open_session(replacing=True)]
         if plan.delete_files or plan.delete_dirs:
             count = len(plan.delete_files) + len(plan.delete_dirs)
             if self.report.failed:
-                self._note("not deleting anything on the server because some files failed")
-            elif self.max_delete is not None and count > self.max_delete:
+                self.rec.note("not deleting anything on the server because some files failed")
+            elif self.options.max_delete is not None and count > self.options.max_delete:
                 msg = (
-                    f"{count} deletions planned, more than --max-delete {self.max_delete}; "
+                    f"{count} deletions planned, more than --max-delete {self.options.max_delete}; "
                     "deleted nothing"
                 )
-                self.report.failed.append(Failure(base, msg))
-                self.events.failed(base, msg)
+                self.rec.failed(base, msg)
             else:
                 await self._deletes(sessions[0], base, plan)
-        if self.temp_names:
-            sessions[0] = await self._remove_temporaries(sessions[0])
-        missing = (
-            not _exists(self.state_file) if self.state_file else STATE_NAME not in remote_tree.files
-        )
-        if self.use_state and (self.state_dirty or missing):
-            keep = set(tree.files)
-            self.state = {p: e for p, e in self.state.items() if p in keep}
-            sessions[0] = await self._write_state(sessions[0])
+        if self.leftovers.temp_names:
+            sessions[0] = await self.leftovers.remove_temporaries(sessions[0])
+        if self.store.needs_final_write(remote_tree):
+            self.store.keep_only(set(tree.files))
+            sessions[0] = await self.store.write(sessions[0])
         if self.layout is not None:
             await self._switch(sessions, self.layout, tree)
         if self.lock is not None and self.lock.held:
@@ -460,19 +429,33 @@ class _Run:
     ) -> tuple[Plan, RemoteTree, list[Session]]:
         """Read DST (and the state file when it can help) and decide what to do."""
         remote_tree, sessions = await self._look_at_remote(sessions, base, tree)
-        in_dst = self.use_state and not self.state_file
-        self.legacy_state = in_dst and LEGACY_STATE in remote_tree.files
-        options = self.options
+        options = self.plan_options
         if tree.problems:
             # Never delete under a path we could not read: its contents are unknown.
-            options = _protect(options, [p for p, _ in tree.problems])
+            options = options._replace(protected=tuple(p for p, _ in tree.problems))
         plan = make_plan(tree, remote_tree, options)
-        if self.use_state and _may_be_unchanged(plan, remote_tree):
+        if self.store.enabled and (
+            self.store.may_settle(plan, remote_tree) or LEGACY_STATE_NAME in remote_tree.files
+        ):
             # Only worth a round trip when some upload may prove unchanged.
-            sessions = await self._load_state(sessions, base, remote_tree)
+            sessions = await self.store.load(sessions, base, remote_tree)
             async with kept_alive(sessions):  # hashing large files takes a while
-                await self._apply_state(plan, tree, remote_tree)
+                await self.store.apply(plan, tree, remote_tree, only_newer=options.only_newer)
         return plan, remote_tree, sessions
+
+    def _changes_anything(self, plan: Plan, remote_tree: RemoteTree) -> bool:
+        """Whether carrying out ``plan`` writes to DST (what the deploy lock guards)."""
+        return bool(
+            plan.uploads
+            or plan.mkdirs
+            or plan.clear_first
+            or plan.delete_files
+            or plan.delete_dirs
+            or not remote_tree.exists
+            or (self.store.in_dst and STATE_NAME not in remote_tree.files)
+        )
+
+    # --- what is said about SRC -----------------------------------------------
 
     def _note_not_mirrored(self, notices: list[tuple[str, str]]) -> None:
         """One note for what FTP cannot carry (FIFOs, link loops...): not failures."""
@@ -481,7 +464,7 @@ class _Run:
         shown = "; ".join(f"{path} ({why})" for path, why in sorted(notices)[:NOTICES_SHOWN])
         more = len(notices) - NOTICES_SHOWN
         tail = f"; and {more} more" if more > 0 else ""
-        self._note(f"not mirrored, as FTP cannot carry them: {shown}{tail}")
+        self.rec.note(f"not mirrored, as FTP cannot carry them: {shown}{tail}")
 
     def _note_left_out_dotfiles(self) -> None:
         """One notice when the filters drop .htaccess & co (lftp's -X '.*' does)."""
@@ -493,7 +476,7 @@ class _Run:
         dropped = left_out_site_dotfiles(self.filters, present)
         if dropped:
             keep = " ".join(f"-I {name}" for name in dropped)
-            self._note(
+            self.rec.note(
                 f"the filters leave out {', '.join(dropped)}, which the site may need "
                 f"(server settings, well-known URLs); add {keep} to upload them"
             )
@@ -529,18 +512,18 @@ class _Run:
         except errors.FatalError:
             raise
         except errors.AsyncMirrorError as exc:
-            self._note(f"could not remove the deploy lock {self.lock.dir}: {exc.user_line()}")
+            self.rec.note(f"could not remove the deploy lock {self.lock.dir}: {exc.user_line()}")
 
     # --- --swap ---------------------------------------------------------------
 
     async def _stage(self, session: Session, base: str) -> str:
         """Ready the staging copy; the base to upload to."""
         layout = releases.Layout.of(base)
-        if self.dry_run:
+        if self.options.dry_run:
             # Changes nothing: plan against the copy the real run would start from.
             _, nxt, prev = await switch.exists(session, [layout.live, layout.next, layout.prev])
             return layout.prev if prev and not nxt else layout.next
-        self.live_exists = await switch.prepare(session, layout, self._note)
+        self.live_exists = await switch.prepare(session, layout, self.rec.note)
         self.layout = layout
         return layout.next
 
@@ -549,7 +532,7 @@ class _Run:
     ) -> None:
         """Put the staging copy live, taking along what only the live DST holds."""
         if self.report.failed:
-            self._note(
+            self.rec.note(
                 f"the live site is unchanged: {len(self.report.failed)} failed; "
                 f"the new release stays in {layout.next} for the next try"
             )
@@ -562,7 +545,7 @@ class _Run:
                 layout.live,
                 tree.dirs,
                 recurse_unknown=False,
-                tz=self.tz,
+                tz=self.options.remote_timezone,
                 now=datetime.now(UTC),
                 retries=self.retries,
             )
@@ -578,21 +561,31 @@ class _Run:
             if self.lock is not None and self.lock.held:
                 moves.append(LOCK_DIR)  # the lock stays with the live DST
         moved = await switch.switch(
-            sessions[0], layout, moves, live_exists=self.live_exists, note=self._note
+            sessions[0], layout, moves, live_exists=self.live_exists, note=self.rec.note
         )
         moved -= LOCK_DIR in moves
         along = f", {moved} server-only paths moved along" if moved else ""
-        self._note(
+        self.rec.note(
             f"switched {layout.live} to the new release{along}; the previous release is "
             f"kept in {layout.prev} (asyncmirror --rollback {layout.live} switches back)"
         )
+
+    async def _stop_scan(self, scan: asyncio.Future[LocalTree], stop: threading.Event) -> None:
+        """Stop the scan's thread and wait for it: it is a few entries from noticing."""
+        stop.set()
+        if not scan.done():
+            await asyncio.wait({scan}, timeout=self.config.timeout)
+        if scan.done() and not scan.cancelled():
+            exc = scan.exception()  # the run's own error is the one raised
+            if isinstance(exc, errors.ScanStopped):
+                self.rec.scan_stopped(exc.kept)
 
     async def _look_at_remote(
         self, sessions: list[Session], base: str, tree: LocalTree
     ) -> tuple[RemoteTree, list[Session]]:
         """What DST holds: pipelined MLST of SRC's paths, or listings when that cannot do."""
         quirks = self.pool.quirks
-        if not self.options.delete and quirks.mlst is not False:
+        if not self.plan_options.delete and quirks.mlst is not False:
             try:
                 return await remote.probe_tree(
                     self.pool,
@@ -601,11 +594,7 @@ class _Run:
                     tree.dirs,
                     tree.files,
                     extra_files=[
-                        *(
-                            [STATE_NAME, LEGACY_STATE]
-                            if self.use_state and not self.state_file
-                            else []
-                        ),
+                        *([STATE_NAME, LEGACY_STATE_NAME] if self.store.in_dst else []),
                         *([LOCK_DIR] if self.lock is not None else []),
                     ],
                     retries=self.retries,
@@ -617,163 +606,18 @@ class _Run:
             sessions,
             base,
             tree.dirs,
-            recurse_unknown=self.options.delete,
-            tz=self.tz,
+            recurse_unknown=self.plan_options.delete,
+            tz=self.options.remote_timezone,
             now=datetime.now(UTC),
             retries=self.retries,
             skip_dir=lambda d: self.filters.excludes(d, is_dir=True),
         )
-
-    # --- state ----------------------------------------------------------------
-
-    async def _load_state(
-        self, sessions: list[Session], base: str, remote_tree: RemoteTree
-    ) -> list[Session]:
-        self.base = base
-        data: bytes | None = None
-        name = LEGACY_STATE if STATE_NAME not in remote_tree.files else STATE_NAME
-        where = self.state_file or remote.remote_join(base, name)
-        if self.state_file:
-            try:
-                data = _read_file(self.state_file)
-            except OSError as exc:
-                self._note(
-                    f"cannot read state file {self.state_file}: {exc.strerror}; "
-                    "comparing by the listing only"
-                )
-        elif name in remote_tree.files:
-            session = sessions[0]
-            try:
-                address = await session.passive()
-                data = await datachannel.fetch(session, f"RETR {where}", address)
-            except errors.FatalError:
-                raise
-            except errors.AsyncMirrorError as exc:
-                self._note(
-                    f"cannot read the state file {where} ({exc.user_line()}); "
-                    "comparing by the listing only"
-                )
-                if session.broken:
-                    self.pool.discard(session)
-                    sessions[0] = await self.pool.open_session(replacing=True)
-        if data is not None:
-            try:
-                self.state = state_mod.load(data)
-            except state_mod.StateError as exc:
-                self._note(f"ignoring the state file {where}: {exc}; comparing by the listing only")
-        return sessions
-
-    async def _apply_state(self, plan: Plan, tree: LocalTree, remote_tree: RemoteTree) -> None:
-        if not self.state:
-            return
-        trusted, to_hash = state_mod.classify(plan, self.state, remote_tree)
-        hashes = await asyncio.to_thread(
-            _hash_files, [(tree.files[p], self.state[p].algorithm) for p in to_hash]
-        )
-        unchanged = list(trusted)
-        for path, digest in hashes.items():
-            entry = self.state[path]
-            if digest == entry.digest:
-                unchanged.append(path)
-                # Same bytes, new mtime (a fresh checkout): remember the new
-                # mtime so the next run trusts it without reading the file.
-                self.state[path] = entry._replace(mtime=tree.files[path].mtime)
-                self.state_dirty = True
-        state_mod.apply(plan, unchanged)
-
-    def _record(self, up: Upload, digest: str) -> None:
-        self.state[up.path] = StateEntry(up.size, up.local.mtime, digest)
-        self.state_dirty = True
-
-    def _state_due(self) -> bool:
-        return (
-            self.use_state
-            and self.state_dirty
-            and (time.monotonic() - self.state_written_at > STATE_EVERY)
-        )
-
-    async def _store_state(self, session: Session, address: tuple[str, int] | None = None) -> None:
-        """Write the state: to the local --state-file, or to DST by temp name + rename."""
-        if self.state_file:
-            self._store_state_locally()
-            return
-        data = state_mod.dump(self.state)
-        self.state_dirty = False
-        self.state_written_at = time.monotonic()
-        final = remote.remote_join(self.base, STATE_NAME)
-        tmp = remote.remote_join(self.base, f"{TEMP_PREFIX}{self.run_id}-{STATE_NAME}")
-        if address is None:
-            address = await session.passive()
-        self.temp_names.add(tmp)
-        await datachannel.upload(session, tmp, data, address)
-        # One round trip for both: a refused RNFR makes the server answer the
-        # RNTO with 503, and the RNFR's reply is the one reported.
-        rnfr, rnto = f"RNFR {tmp}", f"RNTO {final}"
-        legacy = (
-            [f"DELE {remote.remote_join(self.base, LEGACY_STATE)}"] if self.legacy_state else []
-        )
-        replies = await session.pipeline([rnfr, rnto, *legacy])
-        session.check(rnfr, replies[0], "350")
-        session.check(rnto, replies[1], "2")
-        self.temp_names.discard(tmp)
-        # The old name, which web servers serve, is gone once the new one is written
-        # (a 550: someone removed it already).
-        self.legacy_state = False
-
-    def _store_state_locally(self) -> None:
-        assert self.state_file is not None
-        data = state_mod.dump(self.state)
-        self.state_dirty = False
-        self.state_written_at = time.monotonic()
-        tmp = f"{self.state_file}.tmp"
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, self.state_file)  # atomic: never a half-written state
-        except OSError as exc:
-            self._note(f"cannot write state file {self.state_file}: {exc.strerror}")
-
-    async def _write_state(self, session: Session) -> Session:
-        for attempt in range(1, self.retries + 2):
-            try:
-                if session.broken:
-                    self.pool.discard(session)
-                    session = await self.pool.open_session(replacing=True)
-                await self._store_state(session)
-                return session
-            except errors.FatalError:
-                raise
-            except errors.AsyncMirrorError as exc:
-                if attempt > self.retries or not isinstance(exc, errors.RetryableError):
-                    self._note(f"could not write the state file: {exc.user_line()}")
-                    break
-                await asyncio.sleep(backoff(attempt))
-        if self.temp_names:
-            if session.broken:
-                self.pool.discard(session)
-                session = await self.pool.open_session(replacing=True)
-            session = await self._remove_temporaries(session)
-        return session
 
     def _remote_base(self) -> str:
         home = self.pool.quirks.home or "/"
         dst = self.dst.strip() or "."
         base = posixpath.normpath(posixpath.join(home, dst))
         return base if base.startswith("/") else "/" + base
-
-    def _report_dry_run(self, plan: Plan, mkdirs: list[str], tree: LocalTree) -> None:
-        for d in mkdirs:
-            self.events.action("mkdir", d)
-        for u in plan.uploads:
-            self.events.action("upload", u.path, u.reason.value)
-        for f in plan.clear_first + plan.delete_files:
-            self.events.action("delete", f)
-        for d in plan.delete_dirs:
-            self.events.action("rmdir", d)
-        self.report.uploaded = len(plan.uploads)
-        self.report.bytes_sent = plan.upload_bytes
-        self.report.mkdirs = len(mkdirs)
-        self.report.deleted = len(plan.clear_first) + len(plan.delete_files) + len(plan.delete_dirs)
 
     # --- directories --------------------------------------------------------
 
@@ -787,11 +631,9 @@ class _Run:
                 # as the failure of the uploads into it, with the server's words.
                 return
             if verb == "DELE":
-                self.report.deleted += 1
-                self.events.action("delete", path)
+                self.rec.deleted(path)
             else:
-                self.report.mkdirs += 1
-                self.events.action("mkdir", path)
+                self.rec.made_dir(path)
 
         commands = [(f"DELE {p}", ("DELE", p)) for p in clear]
         commands += [(f"MKD {p}", ("MKD", p)) for p in paths]
@@ -799,296 +641,14 @@ class _Run:
             self.pool, session, commands, retries=self.retries, on_reply=on_reply
         )
 
-    # --- uploads --------------------------------------------------------------
-
-    async def _uploads(
-        self, sessions: list[Session], base: str, uploads: list[Upload], remote_tree: RemoteTree
-    ) -> list[Session]:
-        atomic = self.atomic
-        set_mtime = self.set_mtime
-        quirks = self.pool.quirks
-
-        async def handle(
-            session: Session, up: Upload | _Snapshot, address: tuple[str, int]
-        ) -> Deferred | None:
-            if isinstance(up, _Snapshot):
-                await self._store_state(session, address)
-                return None
-            target = remote.remote_join(base, up.path)
-            name = posixpath.basename(target)
-            stored = (
-                posixpath.join(
-                    posixpath.dirname(target), f"{TEMP_PREFIX}{os.urandom(4).hex()}-{name}"
-                )
-                if atomic
-                else target
-            )
-            stats = datachannel.DataStats()
-            if atomic:
-                self.temp_names.add(stored)
-            try:
-                await datachannel.upload(session, stored, up.local.abspath, address, stats)
-            except BaseException as exc:
-                # A temporary file (--atomic) is removed at the end of the run.  Under
-                # the real name, ProFTPD truncates the old file as soon as it reads
-                # STOR, even if no data connection follows: measured, a STOR and a
-                # dropped connection leave a 0-byte file.
-                stopped = not isinstance(exc, errors.AsyncMirrorError)
-                if atomic:
-                    pass
-                elif stopped and stats.replied:
-                    partial.pop(up.path, None)  # the 226 came before the stop: it is whole
-                elif stats.sent:
-                    old = remote_tree.files.get(up.path)
-                    # Stopped, every byte may have arrived with the 226 not yet read:
-                    # the local size is then right.  Failed, it proves nothing (the
-                    # bytes may be short, or a mix if the file changed as it was read).
-                    # After a 226 the old version is gone.
-                    old_size = old.size if old is not None and not stats.stored else None
-                    partial[up.path] = (old_size, up.size if stopped else None)
-                raise
-            if not atomic:
-                # Sent and stored, but not yet checked (SIZE, MFMT follow): until
-                # done(), what the server holds is right only at the size sent.
-                partial[up.path] = (None, stats.bytes)
-            lines: list[str] = []
-            expect: list[tuple[str, str]] = []
-            if atomic:
-                lines += [f"RNFR {stored}", f"RNTO {target}"]
-                expect += [("RNFR", "350"), ("RNTO", "2")]
-            mtime_line = (
-                _mtime_line(quirks.mtime_command, target, up.local.mtime) if set_mtime else None
-            )
-            if mtime_line:
-                lines.append(mtime_line)
-                expect.append(("MTIME", "2"))
-            lines.append(f"SIZE {target}")
-            expect.append(("SIZE", "213"))
-
-            def check(replies: list[Reply]) -> None:
-                for (what, code), reply in zip(expect, replies, strict=True):
-                    if what == "MTIME":
-                        _learn_mtime(quirks, mtime_line or "", reply)
-                        continue
-                    if not reply.code.startswith(code):
-                        session.check(f"{what} {target}", reply, code)
-                if atomic:
-                    self.temp_names.discard(stored)  # renamed into place
-                remote_size = parse_size(replies[-1].text)
-                if remote_size != stats.bytes:
-                    raise errors.VerifyError(
-                        f"{target}: {remote_size} bytes on the server after sending {stats.bytes}"
-                    )
-                self.report.bytes_sent += stats.bytes
-                self._record(up, stats.digest)
-
-            return Deferred(lines, check)
-
-        if set_mtime and quirks.mtime_command is None:
-            quirks.mtime_command = "MFMT"  # tried first; _learn_mtime falls back
-
-        snapshot_queued = False
-        partial = self.partial
-
-        def done(up: Upload | _Snapshot) -> None:
-            nonlocal snapshot_queued
-            if isinstance(up, _Snapshot):
-                snapshot_queued = False
-                return
-            partial.pop(up.path, None)
-            self.report.uploaded += 1
-            self.events.uploaded(up, up.size)
-            if self._state_due() and not snapshot_queued and not self.state_file:
-                # Keep the server's state close to the truth during long runs.
-                snapshot_queued = True
-                workers.queue.add(_Snapshot())
-            elif self._state_due() and self.state_file:
-                self._store_state_locally()
-
-        #: Uploads failed for want of a data connection, and for other reasons.
-        refused = [0, 0]
-
-        def failed(up: Upload | _Snapshot, exc: errors.AsyncMirrorError) -> None:
-            nonlocal snapshot_queued
-            if isinstance(up, _Snapshot):
-                snapshot_queued = False
-                self.state_dirty = True
-                return
-            self.state.pop(up.path, None)
-            self.report.failed.append(Failure(up.path, exc.user_line()))
-            self.events.failed(up.path, exc.user_line())
-            refused[not errors.is_data_connection_failure(exc)] += 1
-
-        def retrying(up: Upload | _Snapshot, exc: errors.AsyncMirrorError, n: int) -> None:
-            if isinstance(up, _Snapshot):
-                return
-            self.report.retries += 1
-            self.events.retrying(up.path, exc.user_line(), n)
-
-        workers: Workers[Upload | _Snapshot] = Workers(
-            self.pool,
-            handle,
-            retries=self.retries,
-            on_done=done,
-            on_failed=failed,
-            on_retry=retrying,
-        )
-        sessions = await workers.run(sessions, list(uploads))
-        if refused[0] and not refused[1] and not self.report.uploaded:
-            self._note(errors.IP_FILTER_HINT)
-        full = workers.out_of_space
-        if full is not None:
-            unstarted = sorted(u.path for u in workers.not_started if isinstance(u, Upload))
-            for path in unstarted:
-                self.state.pop(path, None)
-            self._note(
-                f"the server is out of space ({full.reply}): "
-                + (f"{len(unstarted)} more uploads not started; " if unstarted else "")
-                + full.advice
-            )
-            if any(isinstance(u, _Snapshot) for u in workers.not_started):
-                self.state_dirty = True  # the snapshot never went up: written at the end
-        failed_for_good = {f.path for f in self.report.failed}
-        doomed = {p: sizes for p, sizes in partial.items() if p in failed_for_good}
-        if doomed:
-            if not sessions:
-                sessions = [await self.pool.open_session(replacing=True)]
-            sessions[0] = await self._remove_partial(sessions[0], base, doomed)
-            for p in doomed:
-                del partial[p]
-        return sessions
-
-    def _note_leftovers(self) -> None:
-        if self.partial:
-            self._note(
-                "these uploads were cut and may be left partial on the server "
-                f"(the next run replaces them): {', '.join(sorted(self.partial))}"
-            )
-        if self.temp_names:
-            self._note(
-                "temporary files may be left on the server (safe to delete): "
-                + ", ".join(sorted(self.temp_names))
-            )
-
-    async def _remove_leftovers(self) -> None:
-        """After a stop: remove partial and temporary uploads, on a fresh session.
-
-        Bounded by ``--timeout`` (at most 15 s: someone is waiting for the stop);
-        never raises but for another cancel (a second Ctrl-C leaves them).  A STOR
-        still unread in an aborted session's socket could, in theory, reach the
-        server after this session's SIZE; a new login takes several round trips
-        and the server reads the STOR at once, so that window is left open.
-        """
-        count = len(self.partial) + len(self.temp_names)
-        locked = self.lock is not None and self.lock.held
-        if not count and not locked:
-            return
-        if count:
-            some = f"{count} unfinished upload" + ("s" if count > 1 else "")
-            self._note(f"stopping: removing {some} from the server")
-        try:
-            async with asyncio.timeout(min(self.config.timeout, 15.0)):
-                session = await self.pool.open_session()
-                try:
-                    # Each step turns its own failures into a note: one does not
-                    # keep the other from running.
-                    if self.partial:
-                        session = await self._remove_partial(session, self.base, self.partial)
-                    if self.temp_names:
-                        session = await self._remove_temporaries(session)
-                    await self._release_lock(session)
-                finally:
-                    await self.pool.close_all()
-        except (errors.AsyncMirrorError, TimeoutError) as exc:
-            why = exc.user_line() if isinstance(exc, errors.AsyncMirrorError) else "timed out"
-            what = "the unfinished uploads" if count else "the deploy lock"
-            self._note(f"could not remove {what}: {why}")
-
-    async def _remove_temporaries(self, session: Session) -> Session:
-        """Delete temporary uploads that were never renamed (cut connections)."""
-        names = sorted(self.temp_names)
-        self.temp_names.clear()
-        # 550 just means the temporary file was never created.
-        return await self._clean_up(session, [(n, n) for n in names], "temporary uploads")
-
-    async def _remove_partial(
-        self, session: Session, base: str, partial: dict[str, tuple[int | None, int | None]]
-    ) -> Session:
-        """Never leave a truncated file behind as if it were done.
-
-        ``partial`` maps each path to the sizes it may rightly have on the server
-        (its old version's, the local file's): one ``SIZE`` each, then ``DELE``
-        of those whose size is neither -- what the STOR truncated.
-        """
-        doomed: list[str] = []
-        unknown: list[str] = []
-
-        def on_size(key: tuple[str, tuple[int | None, int | None]], reply: Reply) -> None:
-            path, sizes = key
-            if reply.code == "550":
-                return  # nothing under that name
-            if reply.code != "213":
-                unknown.append(path)
-                return
-            try:
-                size: int | None = parse_size(reply.text)
-            except errors.ProtocolError:
-                size = None  # cannot tell: do not leave what may be truncated
-            if size is None or size not in sizes:
-                doomed.append(path)
-
-        try:
-            session = await run_batch(
-                self.pool,
-                session,
-                [(f"SIZE {remote.remote_join(base, p)}", (p, partial[p])) for p in sorted(partial)],
-                retries=self.retries,
-                on_reply=on_size,
-            )
-        except errors.RetryableError as exc:
-            self._note(f"could not check the partial uploads: {exc.user_line()}")
-            return session
-        if unknown:
-            self._note(f"could not check whether these uploads are whole: {', '.join(unknown)}")
-
-        def on_reply(path: str, reply: Reply) -> None:
-            if reply.is_complete:
-                self._note(f"removed the partial upload of {path} from the server")
-
-        targets = [(remote.remote_join(base, p), p) for p in sorted(doomed)]
-        return await self._clean_up(session, targets, "partial uploads", on_reply)
-
-    async def _clean_up(
-        self,
-        session: Session,
-        targets: list[tuple[str, str]],
-        what: str,
-        on_reply: Callable[[str, Reply], None] = lambda _path, _reply: None,
-    ) -> Session:
-        """DELE each (remote path, name) in one pipelined batch; a failure is a note only."""
-        try:
-            return await run_batch(
-                self.pool,
-                session,
-                [(f"DELE {target}", name) for target, name in targets],
-                retries=self.retries,
-                on_reply=on_reply,
-            )
-        except errors.RetryableError as exc:
-            self._note(f"could not remove {what}: {exc.user_line()}")
-            return session
-
     # --- deletions ------------------------------------------------------------
 
     async def _deletes(self, session: Session, base: str, plan: Plan) -> None:
         def on_reply(path: str, reply: Reply) -> None:
             if reply.is_complete:
-                self.report.deleted += 1
-                self.events.action("delete", path)
+                self.rec.deleted(path)
             else:  # permanent, or transient with the retries used up
-                msg = f"{reply.code} {reply.text}"
-                self.report.failed.append(Failure(path, f"delete failed: {msg}"))
-                self.events.failed(path, f"delete failed: {msg}")
+                self.rec.failed(path, f"delete failed: {reply.code} {reply.text}")
 
         commands = [(f"DELE {remote.remote_join(base, f)}", f) for f in plan.delete_files]
         commands += [(f"RMD {remote.remote_join(base, d)}", d) for d in plan.delete_dirs]
@@ -1101,97 +661,9 @@ def _dst_chain(base: str) -> list[str]:
     return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def _mtime_line(command: str | None, path: str, mtime: float) -> str | None:
-    stamp = format_mfmt(mtime)
-    if command == "MFMT":
-        return f"MFMT {stamp} {path}"
-    if command == "SITE UTIME":
-        return f"SITE UTIME {stamp} {path}"
-    return None
-
-
-def _learn_mtime(quirks: object, line: str, reply: Reply) -> None:
-    """Remember which time-setting command works; a refusal is not a failure."""
-    current = getattr(quirks, "mtime_command", None)
-    if reply.is_complete:
-        return
-    if reply.code in remote.UNKNOWN_COMMAND or reply.is_permanent:
-        if current == "MFMT" and line.startswith("MFMT"):
-            quirks.mtime_command = "SITE UTIME"  # type: ignore[attr-defined]
-        elif current == "SITE UTIME" and line.startswith("SITE"):
-            quirks.mtime_command = ""  # type: ignore[attr-defined]
-
-
-class _Snapshot:
-    """A job that writes the state file mid-run (between uploads)."""
-
-
-#: Seconds between state snapshots during a run.
-STATE_EVERY = 20.0
-
-
-def _hash_files(files: list[tuple[LocalFile, str]]) -> dict[str, str]:
-    """The digest of each readable file with the algorithm its state entry used
-    (runs in a worker thread: whole files are read here, off the event loop)."""
-    out: dict[str, str] = {}
-    for f, algorithm in files:
-        try:
-            out[f.path] = digests.of_file(f.abspath, algorithm)
-        except OSError:
-            continue  # unreadable now: it will be uploaded (and fail) as usual
-    return out
-
-
-def _protect(options: PlanOptions, problem_paths: list[str]) -> PlanOptions:
-    base = options.excluded
-
-    def excluded(path: str, is_dir: bool) -> bool:
-        if any(path == p or path.startswith(p + "/") for p in problem_paths):
-            return True
-        return base(path, is_dir) if base else False
-
-    return options._replace(excluded=excluded)
-
-
 def _check_src(src: str) -> None:
     if not os.path.isdir(src):
         what = "is not a directory" if os.path.exists(src) else "does not exist"
         raise errors.UsageError(
             f"source directory {src!r} {what}", hint="give the local directory to upload as SRC"
         )
-
-
-def _read_file(path: str) -> bytes | None:
-    """A small local file's bytes, or ``None`` when it does not exist."""
-    try:
-        with open(path, "rb") as fh:
-            return fh.read()
-    except FileNotFoundError:
-        return None
-
-
-def _exists(path: str) -> bool:
-    return os.path.exists(path)
-
-
-def _changes_anything(plan: Plan, remote_tree: RemoteTree, state_in_dst: bool) -> bool:
-    """Whether carrying out ``plan`` writes to DST (what the deploy lock guards)."""
-    return bool(
-        plan.uploads
-        or plan.mkdirs
-        or plan.clear_first
-        or plan.delete_files
-        or plan.delete_dirs
-        or not remote_tree.exists
-        or (state_in_dst and STATE_NAME not in remote_tree.files)
-    )
-
-
-def _may_be_unchanged(plan: Plan, remote_tree: RemoteTree) -> bool:
-    """Is there an upload the state file could prove unnecessary?"""
-    for u in plan.uploads:
-        if u.reason is Reason.NEWER:
-            rf = remote_tree.files.get(u.path)
-            if rf is not None and rf.size == u.size:
-                return True
-    return False

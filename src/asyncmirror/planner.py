@@ -1,20 +1,25 @@
 """Decide what to do: (local tree, remote tree, options) -> plan.  Pure.
 
-The transfer rule is :func:`needs_upload`, in one place, like rclone's
+The transfer rule is :func:`need_transfer`, in one place, like rclone's
 ``NeedTransfer``.  With the default newer-only policy (lftp's ``--only-newer``),
 a file is uploaded when it is missing on the server, when its size differs, or
 when the local copy is newer than the remote one by more than the remote time's
 precision (one second for MLSD, a minute or a day for LIST).  A remote time
-that is unknown leaves the decision to the size.
+that is unknown leaves the decision to the size.  A file that only looks newer
+(a fresh checkout) is not uploaded when the state file (:mod:`~asyncmirror.state`)
+proves its bytes are the ones already there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from enum import StrEnum
-from typing import NamedTuple
+from enum import Enum, StrEnum
+from typing import TYPE_CHECKING, NamedTuple
 
 from .entries import LocalFile, LocalTree, RemoteFile, RemoteTree
+
+if TYPE_CHECKING:
+    from .state import StateEntry
 
 
 class Reason(StrEnum):
@@ -22,6 +27,12 @@ class Reason(StrEnum):
     NEWER = "newer"
     SIZE = "size differs"
     ALL = "forced"
+
+
+class Pending(Enum):
+    """:func:`need_transfer` cannot tell yet: ask again with the local file's digest."""
+
+    DIGEST = "digest"
 
 
 class Upload(NamedTuple):
@@ -41,6 +52,9 @@ class PlanOptions(NamedTuple):
     delete: bool = False
     #: ``excluded(path, is_dir)``: paths the rules leave out are never deleted.
     excluded: Callable[[str, bool], bool] | None = None
+    #: Paths (and what is under them) never deleted: SRC paths that could not
+    #: be read, whose contents are unknown.
+    protected: tuple[str, ...] = ()
 
 
 DEFAULTS = PlanOptions()
@@ -77,9 +91,51 @@ class Plan:
     def upload_bytes(self) -> int:
         return sum(u.size for u in self.uploads)
 
+    def skip(self, paths: Iterable[str]) -> None:
+        """Move these uploads into ``skipped`` (proven unchanged after planning)."""
+        gone = set(paths)
+        if gone:
+            self.uploads = [u for u in self.uploads if u.path not in gone]
+            self.skipped = sorted([*self.skipped, *gone])
 
-def needs_upload(local: LocalFile, remote: RemoteFile | None, *, only_newer: bool) -> Reason | None:
-    """The one transfer rule.  ``None`` means the remote copy is up to date."""
+
+def need_transfer(
+    local: LocalFile,
+    remote: RemoteFile | None,
+    *,
+    only_newer: bool,
+    state: StateEntry | None = None,
+    digest: str | None = None,
+) -> Reason | Pending | None:
+    """The one transfer rule.  ``None`` means the remote copy is up to date.
+
+    ``state`` is what the state file recorded for the path; ``digest`` the
+    local file's, with the state entry's algorithm, when it has been read.
+    A file that only looks newer, whose size equals both the recorded one and
+    the server's, is up to date when its mtime is the recorded one (the
+    recorded digest is trusted, the file is not read) or when its digest is
+    the recorded one; :attr:`Pending.DIGEST` asks for the digest to tell.
+    """
+    reason = _by_listing(local, remote, only_newer=only_newer)
+    if state is None or not state_may_settle(reason, local, remote):
+        return reason
+    if state.size != local.size:
+        return reason  # a size difference is a change for sure
+    if state.mtime == local.mtime:
+        return None
+    if digest is None:
+        return Pending.DIGEST
+    return None if digest == state.digest else reason
+
+
+def state_may_settle(reason: Reason | None, local: LocalFile, remote: RemoteFile | None) -> bool:
+    """Could a state entry prove this transfer unnecessary?  Only for a file
+    that looks newer and has the server's size; anything else is a change."""
+    return reason is Reason.NEWER and remote is not None and remote.size == local.size
+
+
+def _by_listing(local: LocalFile, remote: RemoteFile | None, *, only_newer: bool) -> Reason | None:
+    """The rule from the listing alone (sizes and times)."""
     if remote is None:
         return Reason.NEW
     if remote.size is not None and remote.size != local.size:
@@ -101,7 +157,7 @@ def needs_upload(local: LocalFile, remote: RemoteFile | None, *, only_newer: boo
 def make_plan(local: LocalTree, remote: RemoteTree, options: PlanOptions = DEFAULTS) -> Plan:
     """Compare the trees.  Never touches the network, the disk or the clock."""
     plan = Plan()
-    excluded = options.excluded or _nothing_excluded
+    excluded = _protecting(options.excluded or _nothing_excluded, options.protected)
 
     plan.mkdirs = _sorted_parents_first(d for d in local.dirs if d not in remote.dirs)
     blocked_dirs: set[str] = set()
@@ -120,7 +176,8 @@ def make_plan(local: LocalTree, remote: RemoteTree, options: PlanOptions = DEFAU
         if path in remote.dirs or path in remote.others:
             plan.conflicts.append(Conflict(path, "a directory or link on the server is in the way"))
             continue
-        reason = needs_upload(lf, remote.files.get(path), only_newer=options.only_newer)
+        reason = need_transfer(lf, remote.files.get(path), only_newer=options.only_newer)
+        assert not isinstance(reason, Pending)  # only with a state entry
         if reason is None:
             plan.skipped.append(path)
         else:
@@ -158,6 +215,20 @@ def make_plan(local: LocalTree, remote: RemoteTree, options: PlanOptions = DEFAU
 
 def _nothing_excluded(path: str, is_dir: bool) -> bool:
     return False
+
+
+def _protecting(
+    excluded: Callable[[str, bool], bool], protected: tuple[str, ...]
+) -> Callable[[str, bool], bool]:
+    if not protected:
+        return excluded
+
+    def either(path: str, is_dir: bool) -> bool:
+        if any(path == p or path.startswith(p + "/") for p in protected):
+            return True
+        return excluded(path, is_dir)
+
+    return either
 
 
 def _sorted_parents_first(dirs: Iterable[str]) -> list[str]:

@@ -153,6 +153,9 @@ class Events:
     def retrying(self, path: str, error: str, attempt: int) -> None:
         """One attempt failed; another follows after a backoff."""
 
+    def scan_stopped(self, kept: int) -> None:
+        """Debug: the run ended before the local scan, stopped after ``kept`` entries."""
+
     def close(self) -> None:
         """The run is over (close progress bars)."""
 

@@ -4,7 +4,7 @@ A fresh checkout gives every file a new mtime, so times alone would send the
 whole site again.  The state records, per uploaded file, its size, mtime and
 a content digest (:mod:`~asyncmirror.digests`).  A file that looks newer but
 has the recorded size and digest -- and whose size on the server still
-matches -- is unchanged and skipped.
+matches -- is unchanged and skipped (the rule: ``planner.need_transfer``).
 
 The file lives in DST (``.htasyncmirror-state.json``; the filters never mirror or
 delete it), is replaced atomically (temporary name, then rename) and is written
@@ -15,16 +15,11 @@ unreadable state only means falling back to the listing comparison.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from . import digests
-from .entries import RemoteTree
-from .filters import LEGACY_STATE_NAME, STATE_FILE_NAME
-from .planner import Plan, Reason
 
-STATE_NAME = STATE_FILE_NAME
-LEGACY_NAME = LEGACY_STATE_NAME
 #: 2: each entry names its digest's algorithm (its key); 1 (asyncmirror 0.1):
 #: always "sha256".  Both are read; 2 is written.
 VERSION = 2
@@ -80,37 +75,3 @@ def dump(entries: Mapping[str, StateEntry]) -> bytes:
         },
     }
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def classify(
-    plan: Plan, state: Mapping[str, StateEntry], remote: RemoteTree
-) -> tuple[list[str], list[str]]:
-    """Split "newer" uploads the state may prove unchanged into (trusted, to_hash).
-
-    Only uploads whose size equals both the state's and the server's qualify (a
-    size difference is a change for sure).  When the local mtime also equals
-    the state's, the recorded digest is trusted as is; otherwise the file must
-    be hashed -- so only files whose size/mtime disagree with the state are read.
-    """
-    trusted: list[str] = []
-    to_hash: list[str] = []
-    for u in plan.uploads:
-        if u.reason is not Reason.NEWER:
-            continue
-        entry = state.get(u.path)
-        rf = remote.files.get(u.path)
-        if entry is None or rf is None or entry.size != u.size or rf.size != u.size:
-            continue
-        if entry.mtime == u.local.mtime:
-            trusted.append(u.path)
-        else:
-            to_hash.append(u.path)
-    return trusted, to_hash
-
-
-def apply(plan: Plan, unchanged: Iterable[str]) -> None:
-    """Move the uploads proven unchanged into ``plan.skipped``."""
-    gone = set(unchanged)
-    if gone:
-        plan.uploads = [u for u in plan.uploads if u.path not in gone]
-        plan.skipped = sorted([*plan.skipped, *gone])

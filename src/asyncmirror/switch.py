@@ -22,6 +22,7 @@ from datetime import UTC, datetime, tzinfo
 
 from . import datachannel, errors
 from . import state as state_mod
+from .names import STATE_NAME
 from .pool import Pool
 from .releases import (
     BurstResult,
@@ -37,7 +38,6 @@ from .releases import (
 from .remote import list_tree
 from .report import Events, Report
 from .session import ServerConfig, Session
-from .state import STATE_NAME
 
 
 async def exists(session: Session, paths: Sequence[str]) -> list[bool]:

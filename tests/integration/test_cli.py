@@ -347,6 +347,27 @@ def test_a_host_name_that_cannot_be_encoded_exits_3_at_once(
 # --- the demo ----------------------------------------------------------------------------
 
 
+def test_a_directory_named_demo_is_mirrored(
+    tmp_path: Path, remote_dir: RemoteDir, env: dict[str, str], ca: list[str]
+) -> None:
+    # `asyncmirror demo www` used to start the demo whatever followed the word.
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "index.html").write_bytes(b"<p>mine</p>")
+    proc = subprocess.run(
+        [sys.executable, "-m", "asyncmirror.cli", "demo", remote_dir.name, *ca, "--no-progress"],
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "demo server" not in proc.stderr
+    assert (remote_dir.path / "index.html").read_bytes() == b"<p>mine</p>"
+
+
 @pytest.mark.parametrize("keep", [False, True], ids=["cleans-up", "keep"])
 def test_demo_runs_and_says_all_files_are_byte_identical(tmp_path: Path, keep: bool) -> None:
     env = dict(os.environ, TMPDIR=str(tmp_path))

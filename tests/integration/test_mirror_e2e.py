@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+import asyncmirror
 import asyncmirror.transport
 from asyncmirror import Events, Report, mirror
 from asyncmirror.planner import Reason, Upload
@@ -622,3 +623,48 @@ async def test_cancel_landing_just_as_a_data_connection_is_ready_leaves_nothing_
     )
     abort_leaked_data_connections(proftpd)
     assert closed, problem
+
+
+class ScanWatch(Events):
+    def __init__(self) -> None:
+        self.stopped_at: list[int] = []
+
+    def scan_stopped(self, kept: int) -> None:
+        self.stopped_at.append(kept)
+
+
+async def test_a_refused_login_stops_the_scan_of_a_large_tree(
+    tmp_path: Path, proftpd: ProftpdServer, featsilent: FeatSilentProxy
+) -> None:
+    """The scan runs in a thread while the sessions log in; a wrong password used to
+    wait for the whole tree before the error came out.
+
+    A warm tree of 20,000 files scans about as fast as a login is refused here
+    (and takes seconds to create), so 2,000 names are made slow to filter instead
+    (the exclude regex backtracks for ~10 ms on each): the whole scan would take
+    some 20 s, and the refusal surely comes first.
+    """
+    src = tmp_path / "large"
+    total = 0
+    for d in range(20):
+        (src / f"d{d:03}").mkdir(parents=True)
+        for f in range(100):
+            (src / f"d{d:03}" / f"{'a' * 22}{f:03}").touch()
+            total += 1
+    watch = ScanWatch()
+    with pytest.raises(asyncmirror.AuthError):
+        await mirror(
+            str(src),
+            "never-created",
+            host=featsilent.host,
+            port=featsilent.port,
+            user=proftpd.user,
+            password="Wr0ng-scan-stop",
+            ca_file=str(proftpd.ca_file),
+            exclude_regex=["(a|aa)+b"],
+            events=watch,
+            timeout=20,
+        )
+    # Told before mirror() raised: the scan's thread had ended by then, part way.
+    assert len(watch.stopped_at) == 1, "the scan was not stopped"
+    assert watch.stopped_at[0] < total

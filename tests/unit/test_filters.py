@@ -16,6 +16,7 @@ import pickle
 import random
 import re
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -24,9 +25,6 @@ import pytest
 from asyncmirror.errors import UsageError
 from asyncmirror.filters import (
     LFTP_DEFAULT_EXCLUDE_REGEX,
-    LOCK_DIR,
-    STATE_FILE_NAME,
-    TEMP_PREFIX,
     FilterSet,
     Rule,
     _compile,
@@ -36,6 +34,7 @@ from asyncmirror.filters import (
     always_excluded,
     left_out_site_dotfiles,
 )
+from asyncmirror.names import LOCK_DIR, STATE_NAME, TEMP_PREFIX
 
 Opts = tuple[tuple[str, str], ...]
 
@@ -186,9 +185,9 @@ CASES: list[tuple[Opts, str, bool, bool]] = [
     ((("-x", "secret"), ("-i", "sub/"), ("-x", "public")), "sub/secret.txt", False, False),
     ((("-x", "secret"), ("-i", "sub/"), ("-x", "public")), "secret.txt", False, True),
     # --- asyncmirror's own files, whatever the rules
-    ((), STATE_FILE_NAME, False, True),
-    ((("-I", "*"),), STATE_FILE_NAME, False, True),
-    ((), "sub/" + STATE_FILE_NAME, False, False),  # only the root one is the state file
+    ((), STATE_NAME, False, True),
+    ((("-I", "*"),), STATE_NAME, False, True),
+    ((), "sub/" + STATE_NAME, False, False),  # only the root one is the state file
     ((), TEMP_PREFIX + "1a2b-x.txt", False, True),
     ((("-i", "."),), "a/b/" + TEMP_PREFIX + "1a2b-x.txt", False, True),
     ((), "a/x" + TEMP_PREFIX, False, False),
@@ -218,15 +217,28 @@ def test_lftp_default_excludes(opts: Opts, relpath: str, excluded: bool) -> None
     assert not fs(opts).excludes(relpath, is_dir=False)  # off by default
 
 
-def test_default_exclude_regex_is_lftps() -> None:
-    assert LFTP_DEFAULT_EXCLUDE_REGEX == r"(^|/)(\.in\.|\.nfs)"
+@pytest.mark.parametrize(
+    ("relpath", "hit"),
+    [
+        (".in.page.html", True),  # lftp's own partial download, at any depth
+        ("a/b/.in.x", True),
+        (".nfs000123", True),  # an NFS silly-rename
+        ("a/.nfsABC", True),
+        ("a.in.x", False),  # only at the start of a name
+        ("x/page.nfs", False),
+        ("in.txt", False),
+        ("a/nfs1", False),
+    ],
+)
+def test_default_exclude_regex_is_lftps(relpath: str, hit: bool) -> None:
+    assert (re.search(LFTP_DEFAULT_EXCLUDE_REGEX, relpath) is not None) is hit
 
 
 @pytest.mark.parametrize(
     ("relpath", "expected"),
     [
-        (STATE_FILE_NAME, True),
-        ("a/" + STATE_FILE_NAME, False),
+        (STATE_NAME, True),
+        ("a/" + STATE_NAME, False),
         (TEMP_PREFIX + "x", True),
         ("a/b/" + TEMP_PREFIX + "x", True),
         ("a/b/x" + TEMP_PREFIX, False),
@@ -416,11 +428,26 @@ def test_regex_translation_matches_glibc_regexec() -> None:
     assert checked > 5000
 
 
-def test_translation_output_is_plain_python_regex() -> None:
-    # Nothing in a translated bracket may look like a nested set to Python.
-    for pattern in ["[[]", "[a-]", "[&&]", "[--]", "[~~]", "[||]"]:
-        re.compile(_glob_to_regex(pattern))
-        re.compile(_ere_to_python(pattern))
+@pytest.mark.parametrize(
+    ("pattern", "hits", "misses"),
+    [
+        ("[[]", "[", "]a"),
+        ("[a-]", "a-", "b["),
+        ("[&&]", "&", "a|"),
+        ("[--]", "-", "a&"),
+        ("[~~]", "~", "a-"),
+        ("[||]", "|", "a&"),
+    ],
+)
+def test_translation_output_is_plain_python_regex(pattern: str, hits: str, misses: str) -> None:
+    # Nothing in a translated bracket may look like a nested set or a set
+    # operation to Python (it warns, and may one day mean something else).
+    for translate in (_glob_to_regex, _ere_to_python):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            compiled = re.compile(translate(pattern))
+        assert all(compiled.fullmatch(c) for c in hits), (translate.__name__, pattern)
+        assert not any(compiled.fullmatch(c) for c in misses), (translate.__name__, pattern)
 
 
 @pytest.mark.parametrize(

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
-from asyncmirror.errors import UsageError
-from asyncmirror.filters import STATE_FILE_NAME, TEMP_PREFIX, FilterSet, Rule
+from asyncmirror.errors import ScanStopped, UsageError
+from asyncmirror.filters import FilterSet, Rule
 from asyncmirror.local import display_path, scan
+from asyncmirror.names import STATE_NAME, TEMP_PREFIX
 
 _REAL_SCANDIR = os.scandir  # kept before any test patches it
 
@@ -110,11 +112,11 @@ def test_include_rules_still_descend(tmp_path: Path) -> None:
 
 
 def test_own_files_are_never_scanned(tmp_path: Path) -> None:
-    write(tmp_path, STATE_FILE_NAME)
+    write(tmp_path, STATE_NAME)
     write(tmp_path, f"sub/{TEMP_PREFIX}1234-x.txt")
-    write(tmp_path, f"sub/{STATE_FILE_NAME}")  # only the root one is asyncmirror's
+    write(tmp_path, f"sub/{STATE_NAME}")  # only the root one is asyncmirror's
     tree = scan(str(tmp_path), NONE)
-    assert set(tree.files) == {f"sub/{STATE_FILE_NAME}"}
+    assert set(tree.files) == {f"sub/{STATE_NAME}"}
 
 
 def test_file_symlink_uses_target_size_and_mtime(tmp_path: Path) -> None:
@@ -461,3 +463,22 @@ def test_on_enough_comes_before_a_large_flat_directory_is_read_to_its_end(
     )
     assert len(tree.files) == 200
     assert looked_at_when_called == [8]
+
+
+def test_a_stopped_scan_ends_part_way(tmp_path: Path) -> None:
+    # Set from on_enough, in the scan's own thread: where it stops is deterministic.
+    for i in range(500):
+        write(tmp_path, f"d/f{i:03}.txt")
+    stop = threading.Event()
+    with pytest.raises(ScanStopped) as info:
+        scan(str(tmp_path), FilterSet.empty(), enough=10, on_enough=stop.set, stop=stop)
+    assert 10 <= info.value.kept < 500
+
+
+def test_a_scan_told_to_stop_before_it_starts_reads_nothing(tmp_path: Path) -> None:
+    write(tmp_path, "a.txt")
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(ScanStopped) as info:
+        scan(str(tmp_path), FilterSet.empty(), stop=stop)
+    assert info.value.kept == 0

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 
 from asyncmirror.entries import LocalFile, LocalTree, RemoteFile, RemoteTree
-from asyncmirror.planner import PlanOptions, Reason, make_plan, needs_upload
+from asyncmirror.planner import Pending, PlanOptions, Reason, make_plan, need_transfer
+from asyncmirror.state import StateEntry
 
 T = 1_700_000_000.0  # a fixed "local mtime"
 MLSD = 1.0  # MLSD times are whole seconds
@@ -63,7 +64,7 @@ def dotted(path: str, is_dir: bool) -> bool:
     return path.rpartition("/")[2].startswith(".")
 
 
-# --- needs_upload: the one transfer rule ------------------------------------------------
+# --- need_transfer: the one transfer rule ----------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -103,10 +104,70 @@ def dotted(path: str, is_dir: bool) -> bool:
         pytest.param(lf(mtime=T - 0.5), rf(), False, None, id="remote-newer-within-precision"),
     ],
 )
-def test_needs_upload(
+def test_need_transfer_by_the_listing(
     local: LocalFile, remote: RemoteFile | None, only_newer: bool, expected: Reason | None
 ) -> None:
-    assert needs_upload(local, remote, only_newer=only_newer) is expected
+    assert need_transfer(local, remote, only_newer=only_newer) is expected
+
+
+def st(size: int = 100, mtime: float = T - 3600, digest: str = "d1") -> StateEntry:
+    """A state entry: what the last run uploaded (an hour before the checkout)."""
+    return StateEntry(size, mtime, digest)
+
+
+CHECKOUT = lf(mtime=T + 3600)  # a fresh checkout: same bytes, a new mtime, "newer"
+
+
+@pytest.mark.parametrize(
+    ("local", "remote", "state", "digest", "expected"),
+    [
+        # The state settles only a file that looks newer with the server's size...
+        pytest.param(CHECKOUT, rf(), None, None, Reason.NEWER, id="no-entry"),
+        pytest.param(CHECKOUT, rf(), st(), None, Pending.DIGEST, id="mtime-moved-hash-it"),
+        pytest.param(CHECKOUT, rf(), st(), "d1", None, id="same-digest-skipped"),
+        pytest.param(CHECKOUT, rf(), st(), "d2", Reason.NEWER, id="other-digest-uploads"),
+        pytest.param(CHECKOUT, rf(), st(mtime=T + 3600), None, None, id="same-mtime-trusted"),
+        # ...a size that differs anywhere is a change, never read.
+        pytest.param(CHECKOUT, rf(), st(size=99), "d1", Reason.NEWER, id="state-size-differs"),
+        pytest.param(
+            lf(size=101, mtime=T + 3600), rf(), st(size=101), "d1", Reason.SIZE, id="server-size"
+        ),
+        pytest.param(
+            CHECKOUT, rf(size=None, mtime=None), st(), "d1", Reason.NEWER, id="server-size-unknown"
+        ),
+        # Missing or up to date by the listing: the state changes nothing.
+        pytest.param(CHECKOUT, None, st(), "d1", Reason.NEW, id="missing-on-server"),
+        pytest.param(lf(), rf(), st(digest="d9"), "d1", None, id="up-to-date-by-listing"),
+        # Without --only-newer a remote copy newer than the local one is "newer" too.
+        pytest.param(lf(mtime=T - 120), rf(), st(), "d1", None, id="plain-mirror-same-bytes"),
+    ],
+)
+def test_need_transfer_with_the_state(
+    local: LocalFile,
+    remote: RemoteFile | None,
+    state: StateEntry | None,
+    digest: str | None,
+    expected: Reason | Pending | None,
+) -> None:
+    only_newer = local.mtime >= T
+    got = need_transfer(local, remote, only_newer=only_newer, state=state, digest=digest)
+    assert got is expected
+
+
+def test_plan_skip_moves_uploads_to_skipped() -> None:
+    plan = make_plan(local_tree({"a": 1, "b": 2, "c": 3}), remote_tree({"c": 3}))
+    plan.skip(["a"])
+    assert [u.path for u in plan.uploads] == ["b"]
+    assert plan.skipped == ["a", "c"]
+
+
+def test_protected_paths_are_never_deleted() -> None:
+    # A directory SRC could not read: what the server holds under it stays.
+    local = local_tree({"keep.txt": 1})
+    remote = remote_tree({"keep.txt": 1, "locked/a.txt": 1, "gone.txt": 1})
+    plan = make_plan(local, remote, PlanOptions(delete=True, protected=("locked",)))
+    assert plan.delete_files == ["gone.txt"]
+    assert plan.delete_dirs == []
 
 
 # --- make_plan ---------------------------------------------------------------------------
