@@ -20,6 +20,7 @@ import pytest
 from asyncmirror import errors
 from asyncmirror.deploylock import LOCK_DIR, DeployLock, Holder
 from tests.integration.sessions import open_session
+from tests.servers.common import client_env
 from tests.servers.proftpd import ProftpdServer, RemoteDir, start_proftpd
 
 
@@ -211,17 +212,6 @@ def command(server: ProftpdServer, src: Path, dst: str, *args: str) -> list[str]
     ]
 
 
-def env_for(server: ProftpdServer) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FTP_")}
-    env.update(
-        FTP_SERVER=f"{server.host}:{server.port}",
-        FTP_USERNAME=server.user,
-        FTP_PASSWORD=server.password,
-        SSL_CERT_FILE=str(server.ca_file),
-    )
-    return env
-
-
 def one_after_the_other_holds_the_lock(
     server: ProftpdServer, lock_dir: Path, *argvs: list[str]
 ) -> list[subprocess.CompletedProcess[str]]:
@@ -234,7 +224,7 @@ def one_after_the_other_holds_the_lock(
     def start(argv: list[str]) -> subprocess.Popen[str]:
         return subprocess.Popen(
             argv,
-            env=env_for(server),
+            env=client_env(server),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -310,7 +300,7 @@ def test_a_stale_lock_is_taken_over_and_a_dry_run_takes_none(
     plant(remote_dir.path, live, proftpd)
     dry = subprocess.run(
         command(proftpd, tmp_path / "site", dst, "--dry-run"),
-        env=env_for(proftpd),
+        env=client_env(proftpd),
         capture_output=True,
         text=True,
         timeout=60,
@@ -321,7 +311,7 @@ def test_a_stale_lock_is_taken_over_and_a_dry_run_takes_none(
 
     held = subprocess.run(
         command(proftpd, tmp_path / "site", dst),
-        env=env_for(proftpd),
+        env=client_env(proftpd),
         capture_output=True,
         text=True,
         timeout=60,
@@ -333,7 +323,7 @@ def test_a_stale_lock_is_taken_over_and_a_dry_run_takes_none(
 
     taken = subprocess.run(
         command(proftpd, tmp_path / "site", dst, "--lock-stale", "30"),
-        env=env_for(proftpd),
+        env=client_env(proftpd),
         capture_output=True,
         text=True,
         timeout=60,
@@ -354,7 +344,7 @@ def test_two_deploys_started_at_once_to_a_new_dst_upload_each_file_once(
     procs = [
         subprocess.Popen(
             argv,
-            env=env_for(slow),
+            env=client_env(slow),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -391,7 +381,7 @@ def test_a_dst_that_cannot_take_uploads_is_one_fatal_line_before_any_upload(
     try:
         run = subprocess.run(
             command(proftpd, tmp_path / "site", dst),
-            env=env_for(proftpd),
+            env=client_env(proftpd),
             capture_output=True,
             text=True,
             timeout=60,
@@ -431,7 +421,7 @@ def test_sessions_waiting_for_the_lock_are_kept_alive_on_a_host_with_a_short_idl
     argv = command(impatient, tmp_path / "site", "www-idle", "--lock-wait", "60", "-j", "4")
     proc = subprocess.Popen(
         [*argv, "--debug"],
-        env=env_for(impatient),
+        env=client_env(impatient),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -6,7 +6,6 @@ that this looks like the host's IP filter, not leave the user with a list of 425
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers.common import client_env
 from tests.servers.pyftpd import PyftpdServer, start_pyftpd
 
 HINT = "the host may filter data connections by client IP address"
@@ -36,13 +36,7 @@ def test_every_data_connection_refused_after_a_good_login_names_the_ip_filter(
     (src / "sub").mkdir(parents=True)
     (src / "index.html").write_text("<h1>hi</h1>\n")
     (src / "sub" / "page.html").write_text("<p>page</p>\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FTP_")}
-    env.update(
-        FTP_SERVER=f"{filtered.host}:{filtered.port}",
-        FTP_USERNAME=filtered.user,
-        FTP_PASSWORD=filtered.password,
-        SSL_CERT_FILE=str(filtered.ca_file),
-    )
+    env = client_env(filtered)
     argv = [sys.executable, "-m", "asyncmirror.cli", str(src), f"www-{delete}", "--no-progress"]
     argv += ["--retries", "1", "--no-state"] + (["--delete"] if delete else [])
     run = subprocess.run(

@@ -23,6 +23,7 @@ from tests.servers.apache import (
     apache_unavailable_reason,
     start_apache,
 )
+from tests.servers.common import client_env
 from tests.servers.proftpd import ProftpdServer, start_proftpd
 
 
@@ -72,13 +73,7 @@ def test_no_file_asyncmirror_keeps_in_dst_is_served_by_apache(
                         if status != 404:  # gone before the request: nothing served
                             seen[rel] = status
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FTP_")}
-    env.update(
-        FTP_SERVER=f"{slow.host}:{slow.port}",
-        FTP_USERNAME=slow.user,
-        FTP_PASSWORD=slow.password,
-        SSL_CERT_FILE=str(slow.ca_file),
-    )
+    env = client_env(slow)
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers.common import client_env
 from tests.servers.proftpd import ProftpdServer, start_proftpd
 
 
@@ -39,13 +40,7 @@ def test_a_signal_mid_upload_removes_the_cut_files_and_exits_128_plus_its_number
     for name in ("a.bin", "b.bin"):
         (src / name).write_bytes(os.urandom(1 << 20))
     dst = f"stop-{sig.name.lower()}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FTP_")}
-    env.update(
-        FTP_SERVER=f"{slow.host}:{slow.port}",
-        FTP_USERNAME=slow.user,
-        FTP_PASSWORD=slow.password,
-        SSL_CERT_FILE=str(slow.ca_file),
-    )
+    env = client_env(slow)
     argv = [sys.executable, "-m", "asyncmirror.cli", str(src), dst, "-j", "2", "--no-progress"]
     proc = subprocess.Popen(
         argv, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True

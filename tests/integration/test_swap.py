@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers.common import client_env
 from tests.servers.proftpd import ProftpdServer, RemoteDir
 
 TIMEOUT = 90
@@ -94,13 +95,7 @@ def siblings(remote: RemoteDir) -> list[str]:
 def run_cli(
     proftpd: ProftpdServer, *args: str | Path, debug: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FTP_")}
-    env.update(
-        FTP_SERVER=f"{proftpd.host}:{proftpd.port}",
-        FTP_USERNAME=proftpd.user,
-        FTP_PASSWORD=proftpd.password,
-        SSL_CERT_FILE=str(proftpd.ca_file),
-    )
+    env = client_env(proftpd)
     argv = [sys.executable, "-m", "asyncmirror.cli", *map(str, args), "--no-progress", "--json"]
     if debug:
         argv.append("--debug")

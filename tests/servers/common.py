@@ -23,13 +23,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "INSTALL_SERVERS_HINT",
     "Certificates",
     "ServerStartError",
     "XferRecord",
+    "client_env",
     "ephemeral_port_range",
     "make_certificates",
     "parse_xferlog",
@@ -313,3 +314,24 @@ class LoopThread:
             thread.join(timeout)
         self._loop = None
         self._thread = None
+
+
+class _Reachable(Protocol):
+    host: str
+    port: int
+    user: str
+    password: str
+    ca_file: Path
+
+
+def client_env(server: _Reachable) -> dict[str, str]:
+    """This process's environment for an ``asyncmirror`` command against ``server``:
+    its ``FTP_*`` variables (any of the caller's removed) and its CA trusted."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FTP_")}
+    env.update(
+        FTP_SERVER=f"{server.host}:{server.port}",
+        FTP_USERNAME=server.user,
+        FTP_PASSWORD=server.password,
+        SSL_CERT_FILE=str(server.ca_file),
+    )
+    return env
