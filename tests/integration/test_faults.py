@@ -601,6 +601,15 @@ def test_file_failing_for_good_mid_transfer_is_never_left_truncated(
 # --- --atomic never shows a partial file -------------------------------------------------
 
 
+def _files_now(root: Path) -> list[Path]:
+    """Every file under root, tolerating directories the run removes mid-walk.
+
+    Path.rglob raises when a directory (the deploy lock, a temp dir) vanishes between
+    listing and descending; os.walk skips it, which is what a watcher racing the run needs.
+    """
+    return [Path(d, f) for d, _dirs, files in os.walk(root) for f in files]
+
+
 class _Watcher:
     """Polls DST on the server's disk; every visible file must be complete (new or old)."""
 
@@ -622,7 +631,7 @@ class _Watcher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for path in list(self.remote.path.rglob("*")) if self.remote.path.exists() else []:
+            for path in _files_now(self.remote.path):
                 rel = path.relative_to(self.remote.path).as_posix()
                 if is_own(rel):
                     continue
