@@ -66,6 +66,17 @@ def proftpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProftpdServer]
 
 
 @pytest.fixture(scope="session")
+def digest_proftpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProftpdServer]:
+    """The same with mod_digest loaded: ``HASH``, ``XSHA256``, ``XSHA1``, ``XMD5``, ``XCRC``."""
+    _require_proftpd()
+    server = start_proftpd(tmp_path_factory.mktemp("digest"), extra_modules=("mod_digest.c",))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def featsilent(proftpd: ProftpdServer, request: pytest.FixtureRequest) -> Iterator[FeatSilentProxy]:
     """The proxy that never answers FEAT before AUTH TLS, in front of ``proftpd``.
 

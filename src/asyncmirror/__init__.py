@@ -22,7 +22,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .mirroring import mirror, rollback
-    from .report import Events, Failure, Report
+    from .report import Events, Failure, Report, Verification
 
 
 def __getattr__(name: str) -> object:
@@ -33,7 +33,7 @@ def __getattr__(name: str) -> object:
         from . import mirroring
 
         return getattr(mirroring, name)
-    if name in ("Events", "Failure", "Report"):
+    if name in ("Events", "Failure", "Report", "Verification"):
         from . import report
 
         return getattr(report, name)
@@ -59,6 +59,7 @@ __all__ = [
     "TLSRefusedError",
     "TimeoutExpired",
     "UsageError",
+    "Verification",
     "mirror",
     "rollback",
 ]

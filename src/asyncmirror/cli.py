@@ -186,6 +186,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--atomic", action="store_true", help="upload to a temporary name and rename into place"
     )
     g.add_argument(
+        "--verify",
+        action="store_true",
+        help="compare contents, not times: by the server's digest command (HASH, XSHA256, ...) "
+        "or by downloading; upload only what differs, report each difference",
+    )
+    g.add_argument(
+        "--checksum",
+        action="store_true",
+        help="check each upload by the server's digest command, not by its size alone",
+    )
+    g.add_argument(
         "--no-set-mtime",
         dest="set_mtime",
         action="store_false",

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from . import digests, errors, transport
 from .replies import Reply
@@ -46,12 +46,14 @@ FAIR_SHARE = 4 * 1024 * 1024
 class DataStats:
     """What one transfer got to; filled in as it goes."""
 
-    __slots__ = ("bytes", "digest", "opened", "replied", "reused", "sent", "stored")
+    __slots__ = ("also", "bytes", "digest", "opened", "replied", "reused", "sent", "stored")
 
-    def __init__(self) -> None:
+    def __init__(self, also: Sequence[digests.Hasher] = ()) -> None:
         self.bytes = 0
         self.reused = False
         self.digest = ""  # of the bytes sent (digests.DEFAULT), for the state file
+        #: More hashers fed the bytes sent (--checksum: the server's algorithms).
+        self.also = tuple(also)
         self.sent = False  # the transfer command went out: ProFTPD truncates on STOR
         self.opened = False
         self.replied = False  # the transfer's final reply has been read
@@ -228,7 +230,8 @@ async def upload(
                 await data.send(source)
             stats.bytes = len(source)
             await _finish(session, command, data, stats)
-        digest.update(source)
+        for h in (digest, *stats.also):
+            h.update(source)
         stats.digest = digest.hexdigest()
         return stats
     try:
@@ -262,6 +265,8 @@ async def upload(
                         view = memoryview(buffer)
                     await data.send(chunk)
                     digest.update(chunk)
+                    for h in stats.also:
+                        h.update(chunk)
                     stats.bytes += n
                     share -= n
                     if share <= 0:
@@ -287,9 +292,20 @@ async def upload(
 async def fetch(session: Session, command: str, address: tuple[str, int]) -> bytes:
     """Run a listing or download command (``MLSD dir``, ``LIST``, ``RETR``); its data."""
     chunks: list[bytes] = []
+    await fetch_into(session, command, address, chunks.append)
+    return b"".join(chunks)
+
+
+async def fetch_into(
+    session: Session, command: str, address: tuple[str, int], sink: Callable[[bytes], object]
+) -> int:
+    """Run a download command, handing each chunk to ``sink`` as it arrives
+    (a file of any size in constant memory); the number of bytes."""
+    total = 0
     async with _open(session, command, address) as (data, stats):
         with transport.translate_errors(f"{command.split()[0]} data"):
             while chunk := await data.recv():
-                chunks.append(chunk)
+                sink(chunk)
+                total += len(chunk)
         await _finish(session, command, data, stats)
-    return b"".join(chunks)
+    return total

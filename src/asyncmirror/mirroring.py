@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, tzinfo
 
-from . import errors, local, releases, remote, switch
+from . import errors, local, releases, remote, switch, verify
 from .deploylock import DeployLock
 from .early import EarlyConnection
 from .entries import LocalTree, RemoteTree
@@ -33,11 +33,11 @@ from .keepalive import kept_alive
 from .leftovers import Leftovers
 from .names import LEGACY_STATE_NAME, LOCK_DIR, STATE_NAME
 from .options import Options
-from .planner import Plan, PlanOptions, make_plan
+from .planner import Plan, PlanOptions, Reason, Upload, content_candidates, make_plan
 from .pool import Pool
 from .recorder import Recorder
 from .replies import Reply
-from .report import Events, Report
+from .report import Events, Report, Verification
 from .scheduler import run_batch
 from .session import ServerConfig, Session, Trace
 from .statestore import StateStore
@@ -82,6 +82,8 @@ async def mirror(
     lock_wait: float = 0.0,
     lock_stale: float = 3 * 3600.0,
     break_lock: bool = False,
+    verify: bool = False,
+    checksum: bool = False,
 ) -> Report:
     """Mirror the local directory ``src`` to ``dst`` on an FTPS server.
 
@@ -113,6 +115,13 @@ async def mirror(
     up to ``lock_wait`` seconds, then raise :class:`~errors.LockHeldError`; a
     lock older than ``lock_stale`` seconds, or any with ``break_lock``, is
     taken over.  ``lock=False`` takes none.
+
+    ``verify`` compares contents instead of trusting sizes and times: by the
+    server's digest command (``HASH``, ``XSHA256``, ... pipelined), else by
+    downloading; only what differs is uploaded, each difference is in
+    ``report.verification``, and the state file is rewritten from what was
+    compared.  ``checksum`` checks each upload by the server's digest command
+    (when it has one) instead of its size alone.
     """
     return await run_mirror(src, dst, Options.from_mapping(locals()))
 
@@ -248,6 +257,8 @@ class _Run:
         self.layout: releases.Layout | None = None
         self.live_exists = True
         self.lock: DeployLock | None = None
+        #: What --verify found (the last comparison, when DST was read twice).
+        self.verification: Verification | None = None
         if options.lock:
             from . import __version__
 
@@ -375,6 +386,8 @@ class _Run:
                 waited = await self._take_lock(sessions[0], base)
             if waited or LOCK_DIR in remote_tree.dirs:
                 plan, remote_tree, sessions = await self._plan(sessions, base, tree)
+        if self.verification is not None:
+            self.rec.compared(self.verification)
         self.rec.planned(plan)
 
         mkdirs = ([] if remote_tree.exists else _dst_chain(base)) + [
@@ -395,6 +408,7 @@ class _Run:
             remote_tree=remote_tree,
             atomic=self.options.atomic,
             set_mtime=self.options.set_mtime,
+            checksum=self.options.checksum,
             retries=self.retries,
         )
         sessions = await uploads.run(sessions, plan.uploads)
@@ -434,14 +448,47 @@ class _Run:
             # Never delete under a path we could not read: its contents are unknown.
             options = options._replace(protected=tuple(p for p, _ in tree.problems))
         plan = make_plan(tree, remote_tree, options)
+        verify = self.options.verify
         if self.store.enabled and (
-            self.store.may_settle(plan, remote_tree) or LEGACY_STATE_NAME in remote_tree.files
+            LEGACY_STATE_NAME in remote_tree.files
+            # --verify rewrites the state from what it compares: read to tell
+            # whether that changes it.  Else only worth a round trip when some
+            # upload may prove unchanged.
+            or (STATE_NAME in remote_tree.files or not self.store.in_dst if verify else False)
+            or (not verify and self.store.may_settle(plan, remote_tree))
         ):
-            # Only worth a round trip when some upload may prove unchanged.
             sessions = await self.store.load(sessions, base, remote_tree)
-            async with kept_alive(sessions):  # hashing large files takes a while
-                await self.store.apply(plan, tree, remote_tree, only_newer=options.only_newer)
+            if not verify:
+                async with kept_alive(sessions):  # hashing large files takes a while
+                    await self.store.apply(plan, tree, remote_tree, only_newer=options.only_newer)
+        if verify:
+            # Contents decide, whatever the listing and the state file said.
+            sessions = await self._compare_contents(sessions, base, tree, remote_tree, plan)
         return plan, remote_tree, sessions
+
+    async def _compare_contents(
+        self,
+        sessions: list[Session],
+        base: str,
+        tree: LocalTree,
+        remote_tree: RemoteTree,
+        plan: Plan,
+    ) -> list[Session]:
+        """``--verify``: settle every file the server holds at the local size by
+        its content, whatever its time says."""
+        candidates = {p: tree.files[p] for p in content_candidates(plan, remote_tree)}
+        verdict, sessions = await verify.compare(
+            self.pool, sessions, base, candidates, retries=self.retries
+        )
+        plan.settle(
+            verdict.same,
+            [Upload(p, tree.files[p].size, Reason.CONTENT, tree.files[p]) for p in verdict.differ],
+        )
+        self.store.adopt(verdict.same, tree)
+        self.verification = Verification(
+            verdict.method, len(candidates), verdict.differ, verdict.unknown
+        )
+        return sessions
 
     def _changes_anything(self, plan: Plan, remote_tree: RemoteTree) -> bool:
         """Whether carrying out ``plan`` writes to DST (what the deploy lock guards)."""
@@ -452,7 +499,7 @@ class _Run:
             or plan.delete_files
             or plan.delete_dirs
             or not remote_tree.exists
-            or (self.store.in_dst and STATE_NAME not in remote_tree.files)
+            or (self.store.in_dst and (self.store.dirty or STATE_NAME not in remote_tree.files))
         )
 
     # --- what is said about SRC -----------------------------------------------

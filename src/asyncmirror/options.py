@@ -64,6 +64,10 @@ class Options:
     lock_wait: float = 0.0
     lock_stale: float = 3 * 3600.0
     break_lock: bool = False
+    #: Compare contents (server digest command, else download) instead of trusting times.
+    verify: bool = False
+    #: Check each upload by the server's digest command, not its size alone.
+    checksum: bool = False
 
     def __post_init__(self) -> None:
         # Frozen means frozen: a caller's list changed later must not change the run.

@@ -27,6 +27,7 @@ class Reason(StrEnum):
     NEWER = "newer"
     SIZE = "size differs"
     ALL = "forced"
+    CONTENT = "content differs"  # --verify: same size, other bytes
 
 
 class Pending(Enum):
@@ -97,6 +98,33 @@ class Plan:
         if gone:
             self.uploads = [u for u in self.uploads if u.path not in gone]
             self.skipped = sorted([*self.skipped, *gone])
+
+    def settle(self, same: Iterable[str], differ: Iterable[Upload]) -> None:
+        """Apply what a comparison of contents found: ``same`` is up to date
+        whatever the listing said; ``differ`` goes up whatever it said."""
+        self.skip(same)
+        again = {u.path: u for u in differ}
+        if again:
+            self.skipped = [p for p in self.skipped if p not in again]
+            kept = [u for u in self.uploads if u.path not in again]
+            self.uploads = sorted([*kept, *again.values()], key=_largest_first)
+
+
+def content_candidates(plan: Plan, remote: RemoteTree) -> list[str]:
+    """The files whose content ``--verify`` compares: those the server holds at
+    the local size (or an unknown one), whatever their times say.  A size
+    difference is a change for sure; a file the server lacks has nothing to
+    compare."""
+    out = list(plan.skipped)
+    for u in plan.uploads:
+        there = remote.files.get(u.path)
+        if there is not None and there.size in (None, u.size):
+            out.append(u.path)
+    return sorted(out)
+
+
+def _largest_first(u: Upload) -> tuple[int, str]:
+    return (-u.size, u.path)
 
 
 def need_transfer(
@@ -207,7 +235,7 @@ def make_plan(local: LocalTree, remote: RemoteTree, options: PlanOptions = DEFAU
         )
 
     # Large files first keeps every connection busy until the end.
-    plan.uploads.sort(key=lambda u: (-u.size, u.path))
+    plan.uploads.sort(key=_largest_first)
     plan.delete_files.sort()
     plan.skipped.sort()
     return plan

@@ -73,6 +73,9 @@ class ConsoleEvents(Events):
             )
             self._bar.update(nbytes)
 
+    def differs(self, path: str, method: str) -> None:
+        self._print(f"asyncmirror: differs: {path} (content, by {method})")
+
     def failed(self, path: str, error: str) -> None:
         self._print(f"asyncmirror: failed: {path}: {error}")
 

@@ -5,7 +5,7 @@ and tells the :class:`Events` observer in the same call.
 from __future__ import annotations
 
 from .planner import Plan, Upload
-from .report import Events, Failure, Report
+from .report import Events, Failure, Report, Verification
 
 
 class Recorder:
@@ -30,6 +30,13 @@ class Recorder:
         for c in plan.conflicts:
             self.failed(c.path, c.why)
         self.events.planned(plan)
+
+    def compared(self, verification: Verification) -> None:
+        """``--verify`` is done: each difference, then one line for all."""
+        self.report.verification = verification
+        for path in verification.differ:
+            self.events.differs(path, verification.method)
+        self.note(verification.line())
 
     def made_dir(self, path: str) -> None:
         self.report.mkdirs += 1

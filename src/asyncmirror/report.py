@@ -17,6 +17,24 @@ class Failure(NamedTuple):
     error: str  # one line, e.g. the server's reply
 
 
+class Verification(NamedTuple):
+    """What ``--verify`` compared: how, how many, and what it found."""
+
+    method: str  # "HASH SHA-256", "XSHA256", ..., "download"
+    compared: int
+    differ: tuple[str, ...]  # uploaded (or, with --dry-run, would be)
+    unknown: tuple[str, ...]  # no digest and no download: the listing decided
+
+    def line(self) -> str:
+        """One line for a person."""
+        out = (
+            f"--verify: compared {self.compared} files by {self.method}: {len(self.differ)} differ"
+        )
+        if self.unknown:
+            out += f", {len(self.unknown)} could not be compared (the listing decided for them)"
+        return out
+
+
 class Report:
     """The outcome of one mirror run.  ``exit_code``: 0 ok, 1 some files failed.
 
@@ -37,6 +55,7 @@ class Report:
         "dry_run",
         "plan",
         "retries",
+        "verification",
     )
     __slots__ = __match_args__
 
@@ -53,6 +72,7 @@ class Report:
         dry_run: bool = False,
         plan: Plan | None = None,
         retries: int = 0,
+        verification: Verification | None = None,
     ) -> None:
         self.uploaded = uploaded
         self.skipped = skipped
@@ -65,6 +85,7 @@ class Report:
         self.dry_run = dry_run
         self.plan = plan
         self.retries = retries
+        self.verification = verification
 
     def _fields(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self.__match_args__)
@@ -118,6 +139,14 @@ class Report:
             "failed": [f._asdict() for f in self.failed],
             "notes": list(self.notes),
         }
+        if self.verification is not None:
+            v = self.verification
+            out["verify"] = {
+                "method": v.method,
+                "compared": v.compared,
+                "differ": list(v.differ),
+                "unknown": list(v.unknown),
+            }
         if self.plan is not None:
             out["plan"] = {
                 "mkdirs": self.plan.mkdirs,
@@ -146,6 +175,9 @@ class Events:
 
     def uploaded(self, upload: Upload, nbytes: int) -> None:
         """One file is on the server and verified."""
+
+    def differs(self, path: str, method: str) -> None:
+        """``--verify`` found ``path``'s content on the server different."""
 
     def failed(self, path: str, error: str) -> None:
         """One file failed for good."""

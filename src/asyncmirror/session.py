@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import aioftp
 
@@ -49,6 +49,9 @@ from .replies import (
     parse_pasv,
     parse_pwd,
 )
+
+if TYPE_CHECKING:
+    from .remotedigest import DigestMethod
 
 #: ``trace(direction, line)``: ``direction`` is ``"->"`` (sent) or ``"<-"`` (received).
 Trace = Callable[[str, str], None]
@@ -165,6 +168,8 @@ class ServerQuirks:
         #: 450 and nothing else; pyftpdlib acts on it and stalls the transfer.
         self.passive_ahead = False
         self.mtime_command: str | None = None  # "MFMT", "SITE UTIME" or "" (none works)
+        #: How file digests are asked for (--verify, --checksum); DOWNLOAD: no command.
+        self.digest: DigestMethod | None = None
         self.home: str | None = None
 
 

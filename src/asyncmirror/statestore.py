@@ -158,6 +158,17 @@ class StateStore:
                 self.dirty = True
         plan.skip(unchanged)
 
+    def adopt(self, same: dict[str, str], tree: LocalTree) -> None:
+        """Start again from what a comparison of contents proved (``--verify``):
+        ``same`` maps each identical file to its digest; nothing else is trusted."""
+        entries = {
+            p: StateEntry(tree.files[p].size, tree.files[p].mtime, digest)
+            for p, digest in same.items()
+        }
+        if entries != self.entries:
+            self.entries = entries
+            self.dirty = True
+
     def record(self, up: Upload, digest: str) -> None:
         """``up`` is on the server, verified, with content ``digest``."""
         self.entries[up.path] = StateEntry(up.size, up.local.mtime, digest)

@@ -13,12 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from . import datachannel, errors, remote
+from .digests import Hasher
 from .entries import RemoteTree
 from .leftovers import Leftovers
 from .names import temporary
 from .planner import Upload
 from .pool import Pool
 from .recorder import Recorder
+from .remotedigest import DOWNLOAD, METHODS, DigestMethod, all_lines, answered, none_known
 from .replies import Reply, format_mfmt, parse_size
 from .scheduler import Deferred, Workers
 from .session import ServerQuirks, Session
@@ -41,6 +43,7 @@ class Uploads:
         remote_tree: RemoteTree,
         atomic: bool,
         set_mtime: bool,
+        checksum: bool = False,
         retries: int,
     ) -> None:
         self.pool = pool
@@ -51,7 +54,9 @@ class Uploads:
         self.remote_tree = remote_tree
         self.atomic = atomic
         self.set_mtime = set_mtime
+        self.checksum = checksum
         self.retries = retries
+        self.unchecked = 0  # --checksum: uploads the server gave no digest for
         self.quirks = pool.quirks
         self.snapshot_queued = False
         #: Uploads failed for want of a data connection, and for other reasons.
@@ -70,6 +75,8 @@ class Uploads:
         if self.set_mtime and self.quirks.mtime_command is None:
             self.quirks.mtime_command = "MFMT"  # tried first; _learn_mtime falls back
         sessions = await self.workers.run(sessions, list(uploads))
+        if self.checksum and self.rec.report.uploaded:
+            self._note_unchecked()
         if self.refused[0] and not self.refused[1] and not self.rec.report.uploaded:
             self.rec.note(errors.IP_FILTER_HINT)
         full = self.workers.out_of_space
@@ -104,7 +111,9 @@ class Uploads:
         temp_names = self.leftovers.temp_names
         target = remote.remote_join(self.base, up.path)
         stored = temporary(target) if atomic else target
-        stats = datachannel.DataStats()
+        methods = self._digest_methods()
+        ours = {m.algorithm: m.new() for m in methods}
+        stats = datachannel.DataStats(tuple(ours.values()))
         if atomic:
             temp_names.add(stored)
         try:
@@ -147,8 +156,11 @@ class Uploads:
             expect.append(("MTIME", "2"))
         lines.append(f"SIZE {target}")
         expect.append(("SIZE", "213"))
+        checked = len(lines)
+        lines += all_lines(methods, target)
 
         def check(replies: list[Reply]) -> None:
+            replies, digest_replies = replies[:checked], replies[checked:]
             for (what, code), reply in zip(expect, replies, strict=True):
                 if what == "MTIME":
                     _learn_mtime(self.quirks, mtime_line or "", reply)
@@ -162,10 +174,59 @@ class Uploads:
                 raise errors.VerifyError(
                     f"{target}: {remote_size} bytes on the server after sending {stats.bytes}"
                 )
+            if methods:
+                self._check_digest(up, target, methods, digest_replies, ours)
             self.rec.verified(stats.bytes)
             self.store.record(up, stats.digest)
 
         return Deferred(lines, check)
+
+    def _digest_methods(self) -> tuple[DigestMethod, ...]:
+        """--checksum: the digest commands to send after an upload.  All of
+        them (pipelined, no extra round trip) until one has answered."""
+        if not self.checksum:
+            return ()
+        known = self.quirks.digest
+        if known is None:
+            return METHODS
+        return () if known is DOWNLOAD else (known,)
+
+    def _check_digest(
+        self,
+        up: Upload,
+        target: str,
+        methods: tuple[DigestMethod, ...],
+        replies: list[Reply],
+        ours: dict[str, Hasher],
+    ) -> None:
+        found = answered(methods, replies)
+        if found is None:
+            if self.quirks.digest is None and none_known(methods, replies):
+                self.quirks.digest = DOWNLOAD  # the server has no digest command
+            self.unchecked += 1
+            return
+        method, theirs = found
+        if self.quirks.digest is None:
+            self.quirks.digest = method
+        if theirs != ours[method.algorithm].hexdigest():
+            # The server holds other bytes at the right size: never leave them
+            # under the real name as if they were the file.
+            self.leftovers.partial[up.path] = (None, None)
+            raise errors.VerifyError(
+                f"{target}: the server's {method.name} of the upload is not that of the bytes sent"
+            )
+
+    def _note_unchecked(self) -> None:
+        if self.quirks.digest is DOWNLOAD or self.quirks.digest is None:
+            self.rec.note(
+                "--checksum: the server answers none of HASH, XSHA256, XSHA1, XMD5, XCRC; "
+                "uploads were checked by size only (asyncmirror --doctor lists what it offers)"
+            )
+        elif self.unchecked:
+            self.rec.note(
+                f"--checksum: the server gave no {self.quirks.digest.name} for "
+                f"{self.unchecked} uploads; those were checked by size only"
+            )
 
     def _done(self, up: Job) -> None:
         if isinstance(up, Snapshot):

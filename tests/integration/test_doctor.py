@@ -111,15 +111,11 @@ async def diagnosed(server: Any, home: Path, **kwargs: Any) -> Findings:
 
 
 @pytest.fixture(scope="module")
-def digest_proftpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProftpdServer]:
-    require(proftpd_unavailable_reason(), "ProFTPD with mod_tls")
-    server = start_proftpd(tmp_path_factory.mktemp("digest"), extra_modules=("mod_digest.c",))
-    st = server.home.stat()
-    make_dst(server.home, (st.st_uid, st.st_gid))
-    try:
-        yield server
-    finally:
-        server.stop()
+def digest_proftpd(digest_proftpd: ProftpdServer) -> ProftpdServer:
+    """conftest's ProFTPD with mod_digest, with DST in it."""
+    st = digest_proftpd.home.stat()
+    make_dst(digest_proftpd.home, (st.st_uid, st.st_gid))
+    return digest_proftpd
 
 
 @pytest.fixture(scope="module")

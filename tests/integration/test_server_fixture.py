@@ -10,10 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import socket
 import ssl
-import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers.featsilent import FeatSilentProxy
+from tests.servers.lftp import lftp_mirror
 from tests.servers.proftpd import ProftpdServer, RemoteDir, start_proftpd
 
 TIMEOUT = 10.0
@@ -275,36 +274,14 @@ def test_lftp_seed_recipe_through_featsilent(
     featsilent: FeatSilentProxy,
     proftpd: ProftpdServer,
     remote_dir: RemoteDir,
-    ftp_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    lftp = shutil.which("lftp")
-    if lftp is None:
-        message = "lftp is not installed (apt-get install lftp)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
     src = tmp_path / "site"
     (src / "sub").mkdir(parents=True)
     (src / "index.html").write_text("<h1>hi</h1>")
     (src / "sub" / "page.html").write_text("page")
     (src / ".htaccess").write_text("hidden")
-    script = (
-        "set ftp:ssl-auth TLS; set ftp:ssl-force yes; set ftp:use-feat no; "
-        f"set ssl:ca-file {proftpd.ca_file}; set net:max-retries 1; set net:timeout 10; "
-        f"open --env-password -u {ftp_env['FTP_USERNAME']} ftp://{ftp_env['FTP_SERVER']}; "
-        f"mirror -X .* -X .*/ --reverse --only-newer --verbose {src} {remote_dir.name}"
-    )
-    env = {**os.environ, **ftp_env, "LFTP_PASSWORD": ftp_env["FTP_PASSWORD"]}
-    proc = subprocess.run(
-        [lftp, "-c", script],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lftp_mirror(proftpd, src, remote_dir.name, via=(featsilent.host, featsilent.port))
     assert (remote_dir.path / "index.html").read_text() == "<h1>hi</h1>"
     assert (remote_dir.path / "sub" / "page.html").read_text() == "page"
     assert not (remote_dir.path / ".htaccess").exists()

@@ -14,6 +14,10 @@ They require TLS on the control and the data connections (``tls_control_required
 * ``refuse_data=True``: every data connection is refused as if it came from a foreign
   address (``425 Rejected data connection from foreign address``), as hosts that filter
   data connections by client IP do while the login works;
+* ``xsha256=True``: an ``XSHA256 PATH`` command answering ``250 <hex>`` from the
+  file on disk, as ProFTPD's mod_digest does;
+* ``corrupt_uploads="name"``: every received file of that base name has one byte
+  changed as it lands (same size), so only a content check can tell;
 * ``list_accepts_options=True``: ``LIST -a PATH`` lists PATH, as ProFTPD, vsftpd and
   pure-ftpd do. Stock pyftpdlib only understands a bare ``LIST -a``: it takes
   ``-a PATH`` for a path (``550``).
@@ -24,6 +28,7 @@ at the time) and every file it received (``on_file_received``), to count uploads
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -126,6 +131,8 @@ def start_pyftpd(
     list_accepts_options: bool = False,
     passive_range_size: int = 40,
     refuse_data: bool = False,
+    xsha256: bool = False,
+    corrupt_uploads: str | None = None,
 ) -> PyftpdServer:
     """Start a pyftpdlib FTPS server on a thread; ``stop()`` it when done."""
     with warnings.catch_warnings():
@@ -157,6 +164,13 @@ def start_pyftpd(
         proto_cmds.pop("MLST", None)
     if not epsv:
         proto_cmds.pop("EPSV", None)
+    if xsha256:
+        proto_cmds["XSHA256"] = {
+            "perm": "r",
+            "auth": True,
+            "arg": True,
+            "help": "Syntax: XSHA256 <SP> pathname (SHA-256 digest).",
+        }
     if pbsz_requires_login:
         for verb in ("PBSZ", "PROT"):
             proto_cmds[verb] = {**proto_cmds[verb], "auth": True}
@@ -199,7 +213,24 @@ def start_pyftpd(
                 )
             super().pre_process_command(line, cmd, arg)
 
+        def ftp_XSHA256(self, path: str) -> None:
+            # pyftpdlib has already mapped the argument to a checked local path
+            # (the command has a permission, like RETR).
+            if not os.path.isfile(path):
+                self.respond(f"550 {self.fs.fs2ftp(path)}: No such file.")
+                return
+            with open(path, "rb") as fh:
+                self.respond(f"250 {hashlib.sha256(fh.read()).hexdigest().upper()}")
+
         def on_file_received(self, file: str) -> None:
+            # Runs on the server's one thread before it reads the next command:
+            # whatever asks about the file next sees it changed.
+            if corrupt_uploads is not None and os.path.basename(file) == corrupt_uploads:
+                with open(file, "r+b") as fh:
+                    data = fh.read()
+                    if data:
+                        fh.seek(len(data) // 2)
+                        fh.write(bytes([data[len(data) // 2] ^ 0xFF]))
             rel = os.path.relpath(file, home)
             with server_record.lock:
                 server_record.received.append(Path(rel).as_posix())

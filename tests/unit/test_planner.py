@@ -8,7 +8,15 @@ from __future__ import annotations
 import pytest
 
 from asyncmirror.entries import LocalFile, LocalTree, RemoteFile, RemoteTree
-from asyncmirror.planner import Pending, PlanOptions, Reason, make_plan, need_transfer
+from asyncmirror.planner import (
+    Pending,
+    PlanOptions,
+    Reason,
+    Upload,
+    content_candidates,
+    make_plan,
+    need_transfer,
+)
 from asyncmirror.state import StateEntry
 
 T = 1_700_000_000.0  # a fixed "local mtime"
@@ -159,6 +167,55 @@ def test_plan_skip_moves_uploads_to_skipped() -> None:
     plan.skip(["a"])
     assert [u.path for u in plan.uploads] == ["b"]
     assert plan.skipped == ["a", "c"]
+
+
+# --- --verify: what is compared, and what a comparison changes -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("local", "remote", "compared"),
+    [
+        pytest.param({"a": (5, T)}, {"a": (5, T)}, ["a"], id="unchanged-by-time"),
+        pytest.param({"a": (5, T + 99)}, {"a": (5, T)}, ["a"], id="newer-same-size"),
+        pytest.param({"a": (5, T - 99)}, {"a": (5, T)}, ["a"], id="older-same-size"),
+        pytest.param({"a": (5, T)}, {"a": (6, T)}, [], id="size-differs"),
+        pytest.param({"a": (5, T)}, {}, [], id="not-on-server"),
+        pytest.param({"a": (5, T + 99)}, {"a": (None, None)}, ["a"], id="size-unknown"),
+    ],
+)
+def test_content_candidates_are_files_the_server_holds_at_the_same_size(
+    local: dict[str, tuple[int, float]],
+    remote: dict[str, tuple[int | None, float | None]],
+    compared: list[str],
+) -> None:
+    ltree = local_tree({p: size for p, (size, _) in local.items()})
+    for p, (size, mtime) in local.items():
+        ltree.files[p] = lf(p, size, mtime)
+    rtree = remote_tree({})
+    for p, (rsize, rmtime) in remote.items():
+        rtree.files[p] = rf(p, rsize, rmtime)
+    assert content_candidates(make_plan(ltree, rtree), rtree) == compared
+
+
+def test_settle_skips_the_same_and_uploads_what_differs_largest_first() -> None:
+    local = local_tree({"same-but-newer": 1, "edited-there": 2, "new": 3, "big-edited": 9})
+    local.files["same-but-newer"] = lf("same-but-newer", 1, T + 99)
+    remote = remote_tree({"same-but-newer": 1, "edited-there": 2, "big-edited": 9})
+    plan = make_plan(local, remote)
+    assert plan.skipped == ["big-edited", "edited-there"]
+    plan.settle(
+        ["same-but-newer"],
+        [
+            Upload(p, local.files[p].size, Reason.CONTENT, local.files[p])
+            for p in ("edited-there", "big-edited")
+        ],
+    )
+    assert [(u.path, u.reason) for u in plan.uploads] == [
+        ("big-edited", Reason.CONTENT),
+        ("new", Reason.NEW),
+        ("edited-there", Reason.CONTENT),
+    ]
+    assert plan.skipped == ["same-but-newer"]
 
 
 def test_protected_paths_are_never_deleted() -> None:

@@ -3,7 +3,7 @@ dataclass it was, and the JSON the CLI prints."""
 
 from __future__ import annotations
 
-from asyncmirror.report import Failure, Report
+from asyncmirror.report import Failure, Report, Verification
 
 
 def test_reports_compare_by_value() -> None:
@@ -39,3 +39,19 @@ def test_json_has_failures_as_objects() -> None:
     assert doc["ok"] is False
     assert doc["duration"] == 1.235
     assert report.exit_code == 1
+
+
+def test_json_and_the_line_say_what_verify_found() -> None:
+    v = Verification("HASH SHA-256", 120, ("a.css", "b/c.js"), ("locked.txt",))
+    doc = Report(verification=v).to_json()
+    assert doc["verify"] == {
+        "method": "HASH SHA-256",
+        "compared": 120,
+        "differ": ["a.css", "b/c.js"],
+        "unknown": ["locked.txt"],
+    }
+    assert v.line() == (
+        "--verify: compared 120 files by HASH SHA-256: 2 differ, "
+        "1 could not be compared (the listing decided for them)"
+    )
+    assert "verify" not in Report().to_json()

@@ -1,0 +1,176 @@
+"""``--verify``: adopting a site lftp uploaded, and finding drift, against real ProFTPD.
+
+The site is uploaded by lftp itself (no state file).  Then one file is edited on the
+server and one locally, each keeping its size and a time that says "up to date": a
+run that trusts the listing uploads nothing.  ``--verify`` must upload exactly those
+two -- by the server's digest command (ProFTPD with mod_digest: ``HASH``) and, on a
+ProFTPD without one, by downloading -- and a second run must upload nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from asyncmirror import Report, mirror
+from tests.servers.common import client_env
+from tests.servers.lftp import lftp_mirror
+from tests.servers.proftpd import ProftpdServer
+
+SITE: dict[str, bytes] = {
+    "index.html": b"<h1>hello</h1>\n" * 40,
+    "css/site.css": b"body { color: #333 }\n" * 200,
+    "img/logo.png": bytes(range(256)) * 300,
+    "docs/read me.txt": b"plain words\n" * 90,
+    "docs/deep/x.js": b"let x = 1;\n" * 10,
+    "empty.txt": b"",
+}
+EDITED_THERE = "css/site.css"
+EDITED_HERE = "docs/read me.txt"
+
+
+@pytest.fixture(params=["HASH SHA-256", "download"])
+def server(
+    request: pytest.FixtureRequest, proftpd: ProftpdServer, digest_proftpd: ProftpdServer
+) -> ProftpdServer:
+    """ProFTPD with mod_digest (compared by HASH), and without (compared by download)."""
+    return digest_proftpd if request.param == "HASH SHA-256" else proftpd
+
+
+def run(server: ProftpdServer, src: Path, dst: str, **kwargs: Any) -> Report:
+    return asyncio.run(
+        mirror(
+            str(src),
+            dst,
+            host=server.host,
+            port=server.port,
+            user=server.user,
+            password=server.password,
+            ca_file=str(server.ca_file),
+            jobs=4,
+            timeout=20,
+            **kwargs,
+        )
+    )
+
+
+def write_site(root: Path) -> None:
+    for rel, data in SITE.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+def same_size_edit(path: Path, *, mtime: float) -> None:
+    """Other bytes, same size, and the given time: nothing a listing can see."""
+    data = path.read_bytes()
+    path.write_bytes(data[::-1] if data[::-1] != data else bytes(b ^ 1 for b in data))
+    os.utime(path, (mtime, mtime))
+
+
+def server_files(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and not p.name.startswith(".ht")
+    }
+
+
+def local_files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def adopted_site_with_drift(server: ProftpdServer, tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """SRC, and DST on the server's disk, as described at the top."""
+    src = tmp_path / "site"
+    write_site(src)
+    dst_name = f"verify-{name}-{tmp_path.name}"
+    lftp_mirror(server, src, dst_name)
+    dst = server.home / dst_name
+    assert server_files(dst) == SITE
+    there = dst / EDITED_THERE
+    same_size_edit(there, mtime=there.stat().st_mtime)
+    here = src / EDITED_HERE
+    same_size_edit(
+        here, mtime=min(here.stat().st_mtime, (dst / EDITED_HERE).stat().st_mtime) - 3600
+    )
+    return src, dst
+
+
+def test_verify_uploads_exactly_what_differs_and_a_rerun_uploads_nothing(
+    server: ProftpdServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    method = request.node.callspec.params["server"]
+    src, dst = adopted_site_with_drift(server, tmp_path, "run")
+    drifted = server_files(dst)
+
+    # Trusting sizes and times, nothing looks changed.
+    assert run(server, src, dst.name, dry_run=True).uploaded == 0
+
+    # --verify --dry-run reports both and changes nothing.
+    stors = server.stor_count()
+    report = run(server, src, dst.name, verify=True, dry_run=True)
+    assert report.verification is not None
+    assert report.verification.method == method
+    assert report.verification.differ == tuple(sorted([EDITED_HERE, EDITED_THERE]))
+    assert report.verification.compared == len(SITE)
+    assert report.uploaded == 2
+    assert server.stor_count() == stors
+    assert server_files(dst) == drifted
+
+    # --verify uploads those two, and nothing else.
+    report = run(server, src, dst.name, verify=True)
+    assert report.failed == []
+    assert report.uploaded == 2
+    assert report.plan is not None
+    assert sorted(u.path for u in report.plan.uploads) == sorted([EDITED_HERE, EDITED_THERE])
+    assert server.stor_count() - stors == 3  # the two files and the state file
+    assert server_files(dst) == local_files(src)
+    assert (dst / ".htasyncmirror-state.json").exists()
+
+    # A second run uploads nothing: trusting the state file, or comparing again.
+    stors = server.stor_count()
+    again = run(server, src, dst.name)
+    assert (again.uploaded, again.failed) == (0, [])
+    verified = run(server, src, dst.name, verify=True)
+    assert (verified.uploaded, verified.failed) == (0, [])
+    assert verified.verification is not None
+    assert verified.verification.differ == ()
+    assert server.stor_count() == stors
+
+
+def test_verify_from_the_command_line_names_each_difference(
+    digest_proftpd: ProftpdServer, tmp_path: Path
+) -> None:
+    src, dst = adopted_site_with_drift(digest_proftpd, tmp_path, "cli")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "asyncmirror.cli",
+            str(src),
+            dst.name,
+            "--verify",
+            "--dry-run",
+            "--json",
+            "--no-progress",
+        ],
+        env=client_env(digest_proftpd),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["verify"]["method"] == "HASH SHA-256"
+    assert doc["verify"]["differ"] == sorted([EDITED_HERE, EDITED_THERE])
+    assert f"differs: {EDITED_THERE} (content, by HASH SHA-256)" in proc.stderr
+    assert "--verify: compared 6 files by HASH SHA-256: 2 differ" in proc.stderr
