@@ -371,7 +371,7 @@ class _Run:
                 # Before the staging rename: that already changes the server.
                 async with kept_alive(sessions[1:]):  # sessions[0] waits for the lock
                     await self._take_lock(sessions[0], base)
-            base = self.base = self.store.base = await self._stage(sessions[0], base)
+            base = self.base = self.store.base = await self._stage(sessions, base, tree)
         plan, remote_tree, sessions = await self._plan(sessions, base, tree)
         if (
             self.lock is not None
@@ -563,16 +563,37 @@ class _Run:
 
     # --- --swap ---------------------------------------------------------------
 
-    async def _stage(self, session: Session, base: str) -> str:
+    async def _stage(self, sessions: list[Session], base: str, tree: LocalTree) -> str:
         """Ready the staging copy; the base to upload to."""
         layout = releases.Layout.of(base)
         if self.options.dry_run:
             # Changes nothing: plan against the copy the real run would start from.
-            _, nxt, prev = await switch.exists(session, [layout.live, layout.next, layout.prev])
+            _, nxt, prev = await switch.exists(sessions[0], [layout.live, layout.next, layout.prev])
             return layout.prev if prev and not nxt else layout.next
-        self.live_exists = await switch.prepare(session, layout, self.rec.note)
+        staged = await switch.prepare(sessions[0], layout, self.rec.note)
+        self.live_exists = staged.live
         self.layout = layout
+        if staged.fresh and staged.live:
+            await self._seed(sessions, layout, tree)
         return layout.next
+
+    async def _seed(
+        self, sessions: list[Session], layout: releases.Layout, tree: LocalTree
+    ) -> None:
+        """A first --swap: copy the live site into the staging copy on the server
+        when it can (mod_copy), so only the differences go up."""
+        live, sessions[:] = await self._look_at_remote(sessions, layout.live, tree)
+        own = [STATE_NAME] if self.store.in_dst else []
+        placed = await switch.seed(
+            sessions, layout, live, [*tree.files, *own], tree.dirs, self.leftovers.temp_names
+        )
+        if placed is None:
+            self.rec.note(f"first --swap deploy: the whole site goes up to {layout.next}")
+        elif placed:
+            self.rec.note(
+                f"first --swap deploy: {placed} files copied from the live site on the server "
+                f"(SITE CPFR/CPTO) into {layout.next}; only the differences go up"
+            )
 
     async def _switch(
         self, sessions: list[Session], layout: releases.Layout, tree: LocalTree

@@ -16,6 +16,14 @@ two renames that matter)::
     RNFR www          RNTO .htasyncmirror-prev.www           the live site steps aside
     RNFR .htasyncmirror-next.www  RNTO www                   the new release goes live
 
+The first ``--swap`` has no previous release: the staging copy starts empty,
+unless the server copies files itself (ProFTPD's mod_copy: ``SITE CPFR`` /
+``SITE CPTO``).  Then every file of SRC the live site holds is copied into it
+under a temporary name, given the live file's time (``MFMT``: a copy is
+stamped "now", which would make the planner trust it), and renamed into place
+only once both worked -- so the planner sees the live site's sizes and times,
+and only the differences go up.
+
 ``--rollback`` is the same burst the other way, through a third name
 (``.htasyncmirror-out.www``) because the previous release must keep a name.
 """
@@ -27,7 +35,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 from .entries import RemoteTree
-from .replies import Reply
+from .names import temporary
+from .replies import Reply, format_mfmt
 
 PREFIX = ".htasyncmirror-"
 #: asyncmirror's own entries in DST (state file, lock, temporary uploads, and the
@@ -179,3 +188,49 @@ def read_burst(renames: Sequence[Rename], replies: Sequence[Reply]) -> BurstResu
             done.append(True)
             why.append("")
     return BurstResult(tuple(renames), tuple(done), tuple(why))
+
+
+class Copy(NamedTuple):
+    """One live file copied on the server into the staging copy (mod_copy)."""
+
+    source: str
+    temp: str
+    target: str
+    mtime: float
+
+    def lines(self) -> list[str]:
+        """Copy under the temporary name, then give it the live file's time."""
+        return [
+            f"SITE CPFR {self.source}",
+            f"SITE CPTO {self.temp}",
+            f"MFMT {format_mfmt(self.mtime)} {self.temp}",
+        ]
+
+    @staticmethod
+    def copied(replies: Sequence[Reply]) -> bool:
+        """Whether the three replies to :meth:`lines` say it is copied and stamped."""
+        cpfr, cpto, mfmt = replies
+        return cpfr.code == "350" and cpto.is_complete and mfmt.is_complete
+
+
+def seed_copies(layout: Layout, live: RemoteTree, files: Iterable[str], tag: str) -> list[Copy]:
+    """The copies that seed a first staging copy: each of ``files`` (SRC's, and
+    asyncmirror's state file) the live site holds with a known time."""
+    out: list[Copy] = []
+    for rel in sorted(files):
+        there = live.files.get(rel)
+        if there is None or there.mtime is None:
+            continue
+        target = _join(layout.next, rel)
+        out.append(Copy(_join(layout.live, rel), temporary(target, tag), target, there.mtime))
+    return out
+
+
+def seed_dirs(live: RemoteTree, dirs: Iterable[str]) -> list[str]:
+    """SRC's directories the live site has, parents first: made before the copies."""
+    return sorted((d for d in dirs if d in live.dirs), key=lambda d: (d.count("/"), d))
+
+
+def no_server_copy(reply: Reply) -> bool:
+    """Whether the reply to ``SITE CPFR`` says the server has no such command."""
+    return reply.code in ("500", "502", "504")

@@ -15,22 +15,30 @@ module sends it.  The rules it keeps:
 
 from __future__ import annotations
 
+import asyncio
+import os
 import posixpath
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, tzinfo
+from typing import NamedTuple
 
 from . import datachannel, errors
 from . import state as state_mod
+from .entries import RemoteTree
 from .names import STATE_NAME
 from .pool import Pool
 from .releases import (
     BurstResult,
+    Copy,
     Layout,
     Rename,
+    no_server_copy,
     read_burst,
     release_dirs_of,
     rollback_burst,
+    seed_copies,
+    seed_dirs,
     server_only,
     switch_burst,
     why_not_switchable,
@@ -50,8 +58,14 @@ async def exists(session: Session, paths: Sequence[str]) -> list[bool]:
     return [r.is_complete for r in replies[: len(paths)]]
 
 
-async def prepare(session: Session, layout: Layout, note: Callable[[str], None]) -> bool:
-    """Make the staging copy ready; return whether the live DST exists.
+class Staged(NamedTuple):
+    live: bool  # the live DST exists
+    fresh: bool  # the staging copy was just created, empty
+
+
+async def prepare(session: Session, layout: Layout, note: Callable[[str], None]) -> Staged:
+    """Make the staging copy ready; say whether the live DST exists and whether
+    the staging copy is new (empty: :func:`seed` may fill it from the live site).
 
     Raises :class:`~errors.RemoteTargetError` when the staging copy cannot be
     made next to DST (the parent is not writable): nothing was changed then.
@@ -64,20 +78,78 @@ async def prepare(session: Session, layout: Layout, note: Callable[[str], None])
         )
     if nxt:
         note(f"continuing the unfinished release in {layout.next}")
-    elif prev:
+        return Staged(live, fresh=False)
+    if prev:
         await _rename_or_fail(session, Rename(layout.prev, layout.next))
-    else:
-        reply = await session.command(f"MKD {layout.next}")
-        if not reply.is_complete:
-            session.check(f"MKD {layout.next}", reply, "5")  # a 4xx is retried
-            raise errors.RemoteTargetError(
-                f"--swap cannot create the staging copy {layout.next} ({reply.code} {reply.text})",
-                hint="--swap needs write access to the directory that holds DST; "
-                "deploy without --swap, or choose a DST one level deeper",
-            )
-        if live:
-            note(f"first --swap deploy: the whole site goes up to {layout.next}")
-    return live
+        return Staged(live, fresh=False)
+    reply = await session.command(f"MKD {layout.next}")
+    if not reply.is_complete:
+        session.check(f"MKD {layout.next}", reply, "5")  # a 4xx is retried
+        raise errors.RemoteTargetError(
+            f"--swap cannot create the staging copy {layout.next} ({reply.code} {reply.text})",
+            hint="--swap needs write access to the directory that holds DST; "
+            "deploy without --swap, or choose a DST one level deeper",
+        )
+    return Staged(live, fresh=True)
+
+
+async def seed(
+    sessions: list[Session],
+    layout: Layout,
+    live: RemoteTree,
+    files: Iterable[str],
+    dirs: Iterable[str],
+    temp_names: set[str],
+) -> int | None:
+    """Fill a new, empty staging copy from the live site on the server (mod_copy).
+
+    ``files``/``dirs`` are SRC's (and the state file); ``live`` what the live
+    site holds of them.  Returns how many files are in place, or ``None`` when
+    the server cannot copy (then nothing was copied).  Temporary names are in
+    ``temp_names`` until renamed or removed, so a stop cleans them up.
+    """
+    copies = seed_copies(layout, live, files, os.urandom(4).hex())
+    if not copies:
+        return 0
+    made = [f"MKD {layout.next}/{d}" for d in seed_dirs(live, dirs)]
+    first, rest = copies[0], copies[1:]
+    temp_names.add(first.temp)
+    replies = await sessions[0].pipeline([*made, *first.lines()])  # dirs first: copies go in
+    done = {first: Copy.copied(replies[len(made) :])}
+    if no_server_copy(replies[len(made)]):
+        temp_names.discard(first.temp)
+        return None
+
+    async def copy(session: Session, share: list[Copy]) -> None:
+        temp_names.update(c.temp for c in share)
+        answers = await session.pipeline([line for c in share for line in c.lines()])
+        for i, c in enumerate(share):
+            done[c] = Copy.copied(answers[3 * i : 3 * i + 3])
+
+    live_sessions = [s for s in sessions if not s.broken]
+    async with asyncio.TaskGroup() as tg:
+        for i, session in enumerate(live_sessions):
+            share = rest[i :: len(live_sessions)]
+            if share:
+                tg.create_task(copy(session, share))
+    # Into place only when copied and stamped; else away (a copy without the
+    # live file's time would look newer than SRC and never be replaced).
+    lines: list[str] = []
+    for c, ok in done.items():
+        lines += [f"RNFR {c.temp}", f"RNTO {c.target}"] if ok else [f"DELE {c.temp}"]
+    replies = await sessions[0].pipeline(lines)
+    placed, i = 0, 0
+    for c, ok in done.items():
+        if ok:
+            if replies[i].code == "350" and replies[i + 1].is_complete:
+                placed += 1
+                temp_names.discard(c.temp)
+            i += 2
+        else:
+            if replies[i].is_complete or replies[i].code == "550":  # 550: never created
+                temp_names.discard(c.temp)
+            i += 1
+    return placed
 
 
 async def _rename_or_fail(session: Session, rename: Rename) -> None:

@@ -13,12 +13,18 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.servers.common import client_env
-from tests.servers.proftpd import ProftpdServer, RemoteDir
+from tests.servers.proftpd import (
+    ProftpdServer,
+    RemoteDir,
+    proftpd_unavailable_reason,
+    start_proftpd,
+)
 
 TIMEOUT = 90
 
@@ -268,3 +274,54 @@ def test_rollback_without_a_previous_release_says_so(
     assert proc.returncode == 3, proc.stderr
     assert "no previous release" in proc.stderr, proc.stderr
     assert read_tree(site.path) == before
+
+
+@pytest.fixture(scope="module")
+def copying_proftpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProftpdServer]:
+    """ProFTPD with mod_copy: ``SITE CPFR``/``SITE CPTO`` copy on the server."""
+    if proftpd_unavailable_reason() is not None:
+        pytest.fail(f"ProFTPD is not available: {proftpd_unavailable_reason()}")
+    server = start_proftpd(tmp_path_factory.mktemp("mod_copy"), extra_modules=("mod_copy.c",))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_first_swap_copies_the_live_site_on_the_server_and_uploads_only_what_differs(
+    tmp_path: Path, copying_proftpd: ProftpdServer
+) -> None:
+    server, name, past = copying_proftpd, "copied-site", 1_600_000_000
+    live = server.home / name
+    old = {"index.html": b"<h1>one</h1>\n", "css/a.css": b"body{color:red}\n", "p/x.html": b"x\n"}
+    new = {"index.html": b"<h1>two, longer</h1>\n", "css/a.css": b"body{color:tan}\n"}
+    new["p/x.html"] = old["p/x.html"]
+    write_tree(live, {**old, **SERVER_ONLY}, mtime=past)
+    give_to_ftp_user(live, server.home)
+    src = tmp_path / "src"
+    write_tree(src, new, mtime=past)
+    # Same size, other bytes, a time after the live copy's but long past: a copy
+    # stamped "now" by the server would hide this change.
+    for changed in ("index.html", "css/a.css"):
+        os.utime(src / changed, (past + 100, past + 100))
+    before = server.stor_count()
+
+    with Watcher(live) as watcher:
+        proc = run_cli(server, src, f"/{name}", "--swap", "-j", "3")
+
+    assert proc.returncode == 0, proc.stderr
+    assert "3 files copied from the live site on the server" in proc.stderr, proc.stderr
+    assert report(proc)["uploaded"] == 2, proc.stderr  # p/x.html came by copy
+    assert server.stor_count() - before == 3  # the two files and the state file
+    assert read_tree(live) == {**new, **SERVER_ONLY}
+    prev = live.parent / f".htasyncmirror-prev.{name}"
+    assert read_tree(prev) == old, "the previous release is the site as it was"
+    assert_one_release(watcher.views, old, new)
+    leftovers = [p for p in (live, prev) for p in p.rglob(".htasyncmirror-tmp-*")]
+    assert leftovers == []
+    # The next deploy starts from the previous release, as usual: no copy.
+    again = run_cli(server, src, f"/{name}", "--swap", "-j", "3")
+    assert again.returncode == 0, again.stderr
+    assert "copied from the live site" not in again.stderr
+    assert report(again)["uploaded"] == 2, again.stderr
+    assert read_tree(live) == {**new, **SERVER_ONLY}

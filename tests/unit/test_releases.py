@@ -6,11 +6,15 @@ import pytest
 
 from asyncmirror.entries import RemoteFile, RemoteTree
 from asyncmirror.releases import (
+    Copy,
     Layout,
     Rename,
+    no_server_copy,
     read_burst,
     release_dirs_of,
     rollback_burst,
+    seed_copies,
+    seed_dirs,
     server_only,
     switch_burst,
     why_not_switchable,
@@ -164,3 +168,49 @@ def test_a_burst_reply_list_says_which_renames_were_done() -> None:
     assert result.failed == [(renames[1], "550 /c: No such file"), (renames[2], "553 denied")]
     with pytest.raises(ValueError, match="need 6 replies"):
         read_burst(renames, [R("350")])
+
+
+# --- seeding a first staging copy on the server (mod_copy) --------------------------------
+
+
+def test_seed_copies_only_what_the_live_site_holds_with_a_time() -> None:
+    layout = Layout.of("/www")
+    live = RemoteTree(
+        files={
+            "a.html": RemoteFile("a.html", 5, 1_600_000_000.0, 1.0),
+            "d/b.css": RemoteFile("d/b.css", 7, 1_600_000_100.0, 1.0),
+            "no-time": RemoteFile("no-time", 1, None, 1.0),
+        },
+        dirs={"d", "server-only"},
+    )
+    copies = seed_copies(layout, live, ["d/b.css", "a.html", "new.html", "no-time"], "t1")
+    assert [c.target for c in copies] == [
+        "/.htasyncmirror-next.www/a.html",
+        "/.htasyncmirror-next.www/d/b.css",
+    ]
+    assert copies[1].lines() == [
+        "SITE CPFR /www/d/b.css",
+        "SITE CPTO /.htasyncmirror-next.www/d/.htasyncmirror-tmp-t1-b.css",
+        "MFMT 20200913122820 /.htasyncmirror-next.www/d/.htasyncmirror-tmp-t1-b.css",
+    ]
+    assert seed_dirs(live, ["d/e", "d", "new"]) == ["d"]
+
+
+@pytest.mark.parametrize(
+    ("codes", "copied"),
+    [
+        (("350", "250", "213"), True),
+        (("350", "250", "500"), False),  # no time: it would look newer than SRC
+        (("350", "550", "550"), False),
+        (("550", "503", "550"), False),
+    ],
+)
+def test_a_copy_counts_only_when_copied_and_stamped(codes: tuple[str, ...], copied: bool) -> None:
+    assert Copy.copied([Reply(c, ("",)) for c in codes]) is copied
+
+
+@pytest.mark.parametrize(
+    ("code", "none"), [("500", True), ("502", True), ("350", False), ("550", False)]
+)
+def test_no_server_copy_is_an_unknown_command(code: str, none: bool) -> None:
+    assert no_server_copy(Reply(code, ("",))) is none
