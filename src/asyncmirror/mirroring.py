@@ -651,32 +651,18 @@ class _Run:
     async def _look_at_remote(
         self, sessions: list[Session], base: str, tree: LocalTree
     ) -> tuple[RemoteTree, list[Session]]:
-        """What DST holds: pipelined MLST of SRC's paths, or listings when that cannot do."""
-        quirks = self.pool.quirks
-        if not self.plan_options.delete and quirks.mlst is not False:
-            try:
-                return await remote.probe_tree(
-                    self.pool,
-                    sessions,
-                    base,
-                    tree.dirs,
-                    tree.files,
-                    extra_files=[
-                        *([STATE_NAME, LEGACY_STATE_NAME] if self.store.in_dst else []),
-                        *([LOCK_DIR] if self.lock is not None else []),
-                    ],
-                    retries=self.retries,
-                )
-            except remote.MlstUnsupported:
-                quirks.mlst = False
-        return await remote.list_tree(
+        """What DST holds of SRC's paths (and asyncmirror's own entries)."""
+        return await remote.read_tree(
             self.pool,
             sessions,
             base,
-            tree.dirs,
-            recurse_unknown=self.plan_options.delete,
+            tree,
+            whole=self.plan_options.delete,
+            extra_files=[
+                *([STATE_NAME, LEGACY_STATE_NAME] if self.store.in_dst else []),
+                *([LOCK_DIR] if self.lock is not None else []),
+            ],
             tz=self.options.remote_timezone,
-            now=datetime.now(UTC),
             retries=self.retries,
             skip_dir=lambda d: self.filters.excludes(d, is_dir=True),
         )

@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import posixpath
 from collections.abc import Callable, Iterable
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import NamedTuple
 
 from . import datachannel, errors
-from .entries import Kind, ListedEntry, RemoteFile, RemoteTree
+from .entries import Kind, ListedEntry, LocalTree, RemoteFile, RemoteTree
 from .listing import parse_listing, parse_mlst_reply
 from .pool import Pool, backoff
 from .scheduler import Workers
@@ -153,6 +153,50 @@ def _parent_missing(rel: str, missing: set[str]) -> bool:
 
 class MlstUnsupported(Exception):
     """The server does not know MLST: list directories instead."""
+
+
+async def read_tree(
+    pool: Pool,
+    sessions: list[Session],
+    base: str,
+    local: LocalTree,
+    *,
+    whole: bool,
+    extra_files: Iterable[str],
+    tz: tzinfo,
+    retries: int,
+    skip_dir: Callable[[str], bool],
+) -> tuple[RemoteTree, list[Session]]:
+    """What ``base`` holds of ``local``'s paths, by the cheapest way the server
+    allows: pipelined ``MLST`` of exactly those paths; else listings (``MLSD``,
+    else ``CWD`` + ``LIST -a``), which ``whole`` (``--delete``: what only the
+    server has matters too) always needs.  Every capability fallback of reading
+    DST is here, learnt on ``pool.quirks``."""
+    quirks = pool.quirks
+    if not whole and quirks.mlst is not False:
+        try:
+            return await probe_tree(
+                pool,
+                sessions,
+                base,
+                local.dirs,
+                local.files,
+                extra_files=extra_files,
+                retries=retries,
+            )
+        except MlstUnsupported:
+            quirks.mlst = False
+    return await list_tree(
+        pool,
+        sessions,
+        base,
+        local.dirs,
+        recurse_unknown=whole,
+        tz=tz,
+        now=datetime.now(UTC),
+        retries=retries,
+        skip_dir=skip_dir,
+    )
 
 
 async def probe_tree(
