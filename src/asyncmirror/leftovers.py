@@ -26,10 +26,9 @@ Sizes = tuple[int | None, int | None]
 class Leftovers:
     """The temporary and possibly partial uploads of one run."""
 
-    def __init__(self, pool: Pool, rec: Recorder, *, retries: int) -> None:
+    def __init__(self, pool: Pool, rec: Recorder) -> None:
         self.pool = pool
         self.rec = rec
-        self.retries = retries
         #: Temporary names uploaded but not (yet) renamed; removed at the end.
         self.temp_names: set[str] = set()
         #: Files (relative paths) whose upload broke after STOR went out, until a
@@ -132,7 +131,6 @@ class Leftovers:
                 self.pool,
                 session,
                 [(f"SIZE {remote.remote_join(base, p)}", (p, partial[p])) for p in sorted(partial)],
-                retries=self.retries,
                 on_reply=on_size,
             )
         except errors.RetryableError as exc:
@@ -161,7 +159,6 @@ class Leftovers:
                 self.pool,
                 session,
                 [(f"DELE {target}", name) for target, name in targets],
-                retries=self.retries,
                 on_reply=on_reply,
             )
         except errors.RetryableError as exc:

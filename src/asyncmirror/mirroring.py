@@ -38,6 +38,7 @@ from .pool import Pool
 from .recorder import Recorder
 from .replies import Reply
 from .report import Events, Report, Verification
+from .retry import RetryPolicy
 from .scheduler import run_batch
 from .session import ServerConfig, Session, Trace
 from .statestore import StateStore
@@ -239,19 +240,19 @@ class _Run:
         self.plan_options = PlanOptions(
             only_newer=options.only_newer, delete=options.delete, excluded=_excluder(filters)
         )
-        self.retries = options.retries
         self.base = "/"
         self.rec = Recorder(options.events, dry_run=options.dry_run)
         self.report = self.rec.report
-        self.pool = Pool(config, options.jobs, retries=options.retries, note=self.rec.note)
-        self.leftovers = Leftovers(self.pool, self.rec, retries=options.retries)
+        self.pool = Pool(
+            config, options.jobs, retry=RetryPolicy(options.retries), note=self.rec.note
+        )
+        self.leftovers = Leftovers(self.pool, self.rec)
         self.store = StateStore(
             self.pool,
             self.rec,
             self.leftovers,
             enabled=options.state,
             local_file=options.state_file,
-            retries=options.retries,
         )
         #: With --swap: where the releases are, and whether the live DST exists.
         self.layout: releases.Layout | None = None
@@ -409,7 +410,6 @@ class _Run:
             atomic=self.options.atomic,
             set_mtime=self.options.set_mtime,
             checksum=self.options.checksum,
-            retries=self.retries,
         )
         sessions = await uploads.run(sessions, plan.uploads)
         if not sessions:
@@ -477,9 +477,7 @@ class _Run:
         """``--verify``: settle every file the server holds at the local size by
         its content, whatever its time says."""
         candidates = {p: tree.files[p] for p in content_candidates(plan, remote_tree)}
-        verdict, sessions = await verify.compare(
-            self.pool, sessions, base, candidates, retries=self.retries
-        )
+        verdict, sessions = await verify.compare(self.pool, sessions, base, candidates)
         plan.settle(
             verdict.same,
             [Upload(p, tree.files[p].size, Reason.CONTENT, tree.files[p]) for p in verdict.differ],
@@ -546,7 +544,6 @@ class _Run:
             self.pool,
             session,
             [(f"MKD {d}", d) for d in _dst_chain(base)],
-            retries=self.retries,
             on_reply=lambda _d, _r: None,
         )
         return await lock.acquire(session)
@@ -615,7 +612,6 @@ class _Run:
                 recurse_unknown=False,
                 tz=self.options.remote_timezone,
                 now=datetime.now(UTC),
-                retries=self.retries,
             )
             if not sessions:
                 sessions.append(await self.pool.open_session(replacing=True))
@@ -663,7 +659,6 @@ class _Run:
                 *([LOCK_DIR] if self.lock is not None else []),
             ],
             tz=self.options.remote_timezone,
-            retries=self.retries,
             skip_dir=lambda d: self.filters.excludes(d, is_dir=True),
         )
 
@@ -691,9 +686,7 @@ class _Run:
 
         commands = [(f"DELE {p}", ("DELE", p)) for p in clear]
         commands += [(f"MKD {p}", ("MKD", p)) for p in paths]
-        return await run_batch(
-            self.pool, session, commands, retries=self.retries, on_reply=on_reply
-        )
+        return await run_batch(self.pool, session, commands, on_reply=on_reply)
 
     # --- deletions ------------------------------------------------------------
 
@@ -706,7 +699,7 @@ class _Run:
 
         commands = [(f"DELE {remote.remote_join(base, f)}", f) for f in plan.delete_files]
         commands += [(f"RMD {remote.remote_join(base, d)}", d) for d in plan.delete_dirs]
-        await run_batch(self.pool, session, commands, retries=self.retries, on_reply=on_reply)
+        await run_batch(self.pool, session, commands, on_reply=on_reply)
 
 
 def _dst_chain(base: str) -> list[str]:

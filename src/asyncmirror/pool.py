@@ -10,11 +10,11 @@ untrusted certificate, AUTH TLS refused) is raised at once and ends the run; a
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import errors, transport
+from .retry import RetryPolicy
 from .session import LoginGate, ServerConfig, ServerQuirks, Session
 
 
@@ -28,14 +28,15 @@ class Pool:
         config: ServerConfig,
         size: int,
         *,
-        retries: int = 5,
+        retry: RetryPolicy | None = None,
         note: Callable[[str], None] | None = None,
     ) -> None:
         if size < 1:
             raise errors.UsageError(f"-j must be at least 1, not {size}")
         self.config = config
         self.size = size
-        self.retries = retries
+        #: The run's one retry policy: every retry loop asks it.
+        self.retry = retry or RetryPolicy()
         self.ctx = transport.make_ssl_context(config.tls)
         self.quirks = ServerQuirks()
         self.logins = LoginGate()  # one refused login per typo, not one per session
@@ -124,7 +125,7 @@ class Pool:
         (:class:`Retired`) rather than waiting for room.  A connection refused
         while *replacing* a session is retried for at least ``timeout`` seconds:
         the server may be restarting.  ``failed`` is an attempt already made
-        (it counts against ``retries``).
+        (it counts against the retry budget).
         """
         attempt = 0 if failed is None else 1
         error: errors.AsyncMirrorError | None = failed
@@ -135,14 +136,16 @@ class Pool:
                 still_restarting = (
                     first_refusal is not None and loop.time() - first_refusal < self.config.timeout
                 )
-                if attempt > self.retries and not still_restarting:
+                # What is worth retrying here is decided by the except clauses
+                # below (a refused connection too, while the server restarts).
+                if not (self.retry.allows(attempt) or still_restarting):
                     raise errors.PoolExhaustedError(
                         f"could not open a session to {self.config.host}:{self.config.port} "
                         f"after {attempt} attempts: {error.message}",
                         hint="check that the server is up and reachable, or raise --timeout "
                         "and --retries",
                     )
-                await asyncio.sleep(backoff(attempt))
+                await self.retry.wait(attempt)
             try:
                 return await self._open_once()
             except errors.TooManyConnectionsError as exc:
@@ -206,13 +209,3 @@ class Pool:
         await asyncio.shield(asyncio.gather(*(s.quit() for s in targets), return_exceptions=True))
         for s in targets:
             self.discard(s)
-
-
-def backoff(attempt: int, base: float = 0.25, cap: float = 8.0) -> float:
-    """Exponential backoff with "equal jitter": half fixed, half random.
-
-    The random half spreads the sessions' retries apart; the fixed half makes
-    sure a retry budget really spans the time it promises.
-    """
-    step = min(cap, base * 2.0 ** max(0, attempt - 1))
-    return step / 2 + random.uniform(0, step / 2)

@@ -22,7 +22,7 @@ from typing import NamedTuple
 from . import datachannel, errors
 from .entries import Kind, ListedEntry, LocalTree, RemoteFile, RemoteTree
 from .listing import parse_listing, parse_mlst_reply
-from .pool import Pool, backoff
+from .pool import Pool
 from .scheduler import Workers
 from .session import Session
 
@@ -47,7 +47,6 @@ async def list_tree(
     recurse_unknown: bool,
     tz: tzinfo,
     now: datetime,
-    retries: int,
     skip_dir: Callable[[str], bool] = lambda _d: False,
 ) -> tuple[RemoteTree, list[Session]]:
     """List ``base`` and the remote counterparts of ``local_dirs``.
@@ -122,7 +121,6 @@ async def list_tree(
     workers = Workers(
         pool,
         handle,
-        retries=retries,
         on_done=lambda _job: None,
         on_failed=lambda job, exc: failures.append((job.rel, exc)),
         skip=lambda job: _parent_missing(job.rel, missing),
@@ -164,7 +162,6 @@ async def read_tree(
     whole: bool,
     extra_files: Iterable[str],
     tz: tzinfo,
-    retries: int,
     skip_dir: Callable[[str], bool],
 ) -> tuple[RemoteTree, list[Session]]:
     """What ``base`` holds of ``local``'s paths, by the cheapest way the server
@@ -182,7 +179,6 @@ async def read_tree(
                 local.dirs,
                 local.files,
                 extra_files=extra_files,
-                retries=retries,
             )
         except MlstUnsupported:
             quirks.mlst = False
@@ -194,7 +190,6 @@ async def read_tree(
         recurse_unknown=whole,
         tz=tz,
         now=datetime.now(UTC),
-        retries=retries,
         skip_dir=skip_dir,
     )
 
@@ -207,7 +202,6 @@ async def probe_tree(
     local_files: Iterable[str],
     *,
     extra_files: Iterable[str] = (),
-    retries: int,
 ) -> tuple[RemoteTree, list[Session]]:
     """Ask the server about exactly the paths SRC has, with pipelined ``MLST``.
 
@@ -220,7 +214,7 @@ async def probe_tree(
     """
     tree = RemoteTree()
     dirs = ["", *sorted(local_dirs, key=lambda d: (d.count("/"), d))]
-    answers = await _mlst_many(pool, sessions, base, dirs, retries=retries)
+    answers = await _mlst_many(pool, sessions, base, dirs)
     missing: set[str] = set()
     for rel, entry in answers.items():
         if entry is None:
@@ -239,7 +233,7 @@ async def probe_tree(
         for f in (*local_files, *extra_files)
         if (posixpath.dirname(f) == "" or posixpath.dirname(f) in present)
     ]
-    answers = await _mlst_many(pool, sessions, base, wanted, retries=retries)
+    answers = await _mlst_many(pool, sessions, base, wanted)
     for rel, entry in answers.items():
         if entry is not None:
             _record(tree, rel, entry)
@@ -256,7 +250,7 @@ def _record(tree: RemoteTree, rel: str, entry: ListedEntry) -> None:
 
 
 async def _mlst_many(
-    pool: Pool, sessions: list[Session], base: str, rels: list[str], *, retries: int
+    pool: Pool, sessions: list[Session], base: str, rels: list[str]
 ) -> dict[str, ListedEntry | None]:
     """``MLST`` every path, split over the sessions; ``None`` for "no such path"."""
     out: dict[str, ListedEntry | None] = {}
@@ -279,11 +273,11 @@ async def _mlst_many(
                         raise MlstUnsupported()
                     if reply.is_transient:
                         raise errors.TransientReplyError(f"MLST {rel}", reply.code, reply.text)
-            except errors.RetryableError:
+            except errors.RetryableError as exc:
                 attempt += 1
-                if attempt > retries:
+                if not pool.retry.again(exc, attempt):
                     raise
-                await asyncio.sleep(backoff(attempt))
+                await pool.retry.wait(attempt)
                 continue
             for rel, reply in zip(part, replies, strict=True):
                 out[rel] = parse_mlst_reply(reply.lines) if reply.is_complete else None

@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, NamedTuple, TypeVar
 
 from . import errors
-from .pool import Pool, Retired, backoff
+from .pool import Pool, Retired
 from .replies import Reply
 from .session import Session
 
@@ -131,7 +131,6 @@ class Workers(Generic[J]):
         pool: Pool,
         handler: Handler[J],
         *,
-        retries: int,
         on_done: Callable[[J], None],
         on_failed: Callable[[J, errors.AsyncMirrorError], None],
         on_retry: Callable[[J, errors.AsyncMirrorError, int], None] | None = None,
@@ -139,7 +138,6 @@ class Workers(Generic[J]):
     ) -> None:
         self.pool = pool
         self.handler = handler
-        self.retries = retries
         self.on_done = on_done
         self.on_failed = on_failed
         self.on_retry = on_retry or (lambda _j, _e, _n: None)
@@ -355,13 +353,12 @@ class Workers(Generic[J]):
                 self.out_of_space = exc
             while (queued := self.queue.get_nowait()) is not None:
                 self._not_started(queued)
-        if isinstance(exc, errors.RetryableError):
-            n = self._attempts.get(id(job), 0) + 1
-            if n <= self.retries:
-                self._attempts[id(job)] = n
-                self.on_retry(job, exc, n)
-                self.queue.put_later(job, backoff(n))
-                return
+        n = self._attempts.get(id(job), 0) + 1
+        if self.pool.retry.again(exc, n):
+            self._attempts[id(job)] = n
+            self.on_retry(job, exc, n)
+            self.queue.put_later(job, self.pool.retry.delay(n))
+            return
         self._attempts.pop(id(job), None)
         self.on_failed(job, exc)
         self.queue.finish()
@@ -372,7 +369,6 @@ async def run_batch(
     session: Session,
     commands: Sequence[tuple[str, J]],
     *,
-    retries: int,
     on_reply: Callable[[J, Reply], None],
 ) -> Session:
     """Send ``commands`` pipelined in chunks, in order, on one session.
@@ -383,6 +379,7 @@ async def run_batch(
     4xx only when the retries are used up.  A broken connection is replaced and
     the unanswered rest re-sent.
     """
+    retry = pool.retry
     todo = [(i, line, key) for i, (line, key) in enumerate(commands)]
     attempts: dict[int, int] = {}  # command index -> transient replies so far
     failures = 0
@@ -399,19 +396,19 @@ async def run_batch(
                 reply = await session.read_reply()
                 answered += 1
                 tries = attempts.get(index, 0)
-                if reply.is_transient and tries < retries:
+                if reply.is_transient and retry.allows(tries + 1):
                     attempts[index] = tries + 1
                     again.append((index, line, key))
                 else:
                     on_reply(key, reply)
-        except errors.RetryableError:
+        except errors.RetryableError as exc:
             failures += 1
-            if failures > retries:
+            if not retry.again(exc, failures):
                 raise
             session.mark_broken()
             again += chunk[answered:]
         if again:
-            await asyncio.sleep(backoff(max(attempts.get(i, 1) for i, _, _ in again)))
+            await retry.wait(max(attempts.get(i, 1) for i, _, _ in again))
         todo = again + rest
     return session
 

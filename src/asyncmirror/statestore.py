@@ -17,7 +17,7 @@ from .entries import LocalFile, LocalTree, RemoteTree
 from .leftovers import Leftovers
 from .names import LEGACY_STATE_NAME, STATE_NAME, temporary
 from .planner import Pending, Plan, Upload, need_transfer, state_may_settle
-from .pool import Pool, backoff
+from .pool import Pool
 from .recorder import Recorder
 from .session import Session
 from .state import StateEntry
@@ -45,7 +45,6 @@ class StateStore:
         *,
         enabled: bool,
         local_file: str | None,
-        retries: int,
     ) -> None:
         self.pool = pool
         self.rec = rec
@@ -53,7 +52,6 @@ class StateStore:
         self.enabled = enabled
         #: ``--state-file``: kept locally instead of in DST.
         self.local_file = local_file
-        self.retries = retries
         self.entries: dict[str, StateEntry] = {}
         self.dirty = False
         self.written_at = time.monotonic()
@@ -253,7 +251,8 @@ class StateStore:
 
     async def write(self, session: Session) -> Session:
         """The final write, retried; a failure is a note (the next run compares by listing)."""
-        for attempt in range(1, self.retries + 2):
+        retry, attempt = self.pool.retry, 0
+        while True:
             try:
                 if session.broken:
                     self.pool.discard(session)
@@ -263,10 +262,11 @@ class StateStore:
             except errors.FatalError:
                 raise
             except errors.AsyncMirrorError as exc:
-                if attempt > self.retries or not isinstance(exc, errors.RetryableError):
+                attempt += 1
+                if not retry.again(exc, attempt):
                     self.rec.note(f"could not write the state file: {exc.user_line()}")
                     break
-                await asyncio.sleep(backoff(attempt))
+                await retry.wait(attempt)
         if self.leftovers.temp_names:
             if session.broken:
                 self.pool.discard(session)

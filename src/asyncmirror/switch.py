@@ -298,7 +298,6 @@ async def rollback_site(
                 recurse_unknown=False,
                 tz=timezone,
                 now=datetime.now(UTC),
-                retries=pool.retries,
             )
             session = sessions[0] if sessions else await pool.open_session(replacing=True)
             moves = server_only(live, release, release_dirs_of(release))

@@ -44,7 +44,6 @@ class Uploads:
         atomic: bool,
         set_mtime: bool,
         checksum: bool = False,
-        retries: int,
     ) -> None:
         self.pool = pool
         self.rec = rec
@@ -55,7 +54,6 @@ class Uploads:
         self.atomic = atomic
         self.set_mtime = set_mtime
         self.checksum = checksum
-        self.retries = retries
         self.unchecked = 0  # --checksum: uploads the server gave no digest for
         self.quirks = pool.quirks
         self.snapshot_queued = False
@@ -64,7 +62,6 @@ class Uploads:
         self.workers: Workers[Job] = Workers(
             pool,
             self._handle,
-            retries=retries,
             on_done=self._done,
             on_failed=self._failed,
             on_retry=self._retrying,

@@ -57,8 +57,6 @@ async def compare(
     sessions: list[Session],
     base: str,
     files: Mapping[str, LocalFile],
-    *,
-    retries: int,
 ) -> tuple[Verdict, list[Session]]:
     """Compare ``files`` (relative path -> local file) with their copies under ``base``."""
     rels = sorted(files)
@@ -86,10 +84,10 @@ async def compare(
     try:
         asked: dict[str, str | None] = {}
         if method is not DOWNLOAD:
-            asked, sessions = await _asked(pool, sessions, method, remote_paths, retries)
+            asked, sessions = await _asked(pool, sessions, method, remote_paths)
         # No digest for these (or no command at all): read them instead.
         missing = [rel for rel in rels if asked.get(rel) is None]
-        fetched, sessions = await _downloaded(pool, sessions, remote_paths, missing, retries)
+        fetched, sessions = await _downloaded(pool, sessions, remote_paths, missing)
         ours = await local_task
     finally:
         stop.set()
@@ -116,7 +114,6 @@ async def _asked(
     sessions: list[Session],
     method: DigestMethod,
     remote_paths: Mapping[str, str],
-    retries: int,
 ) -> tuple[dict[str, str | None], list[Session]]:
     """Every session asks for its share of the digests, all pipelined at once."""
     out: dict[str, str | None] = {}
@@ -157,9 +154,7 @@ async def _asked(
                 commands += [(line, None) for line in method.setup]
                 commands.append((f"{method.command} {remote_paths[rel]}", rel))
             try:
-                session = await run_batch(
-                    pool, session, commands, retries=retries, on_reply=on_reply
-                )
+                session = await run_batch(pool, session, commands, on_reply=on_reply)
             except errors.RetryableError:
                 pool.discard(session)
                 return  # what was answered counts; the downloads read the rest
@@ -184,7 +179,6 @@ async def _downloaded(
     sessions: list[Session],
     remote_paths: Mapping[str, str],
     rels: Sequence[str],
-    retries: int,
 ) -> tuple[dict[str, str | None], list[Session]]:
     """Download each of ``rels`` over the pool, hashing it as it arrives."""
     out: dict[str, str | None] = {}
@@ -199,8 +193,6 @@ async def _downloaded(
     def failed(rel: str, exc: errors.AsyncMirrorError) -> None:
         out[rel] = None
 
-    workers: Workers[str] = Workers(
-        pool, handle, retries=retries, on_done=lambda _rel: None, on_failed=failed
-    )
+    workers: Workers[str] = Workers(pool, handle, on_done=lambda _rel: None, on_failed=failed)
     sessions = await workers.run(sessions, list(rels))
     return out, sessions

@@ -48,7 +48,7 @@ from tests.servers.faultproxy import (
 from tests.servers.proftpd import INSTALL_HINT, ProftpdServer, proftpd_unavailable_reason
 
 TEMP_PREFIX = ".htasyncmirror-tmp-"
-# Maximum total backoff of N retries (pool.backoff: full jitter, 0.25 * 2**(n-1), cap 8).
+# Maximum total backoff of N retries (RetryPolicy.delay: at most 0.25 * 2**(n-1), cap 8).
 _BACKOFF_CAP = 8.0
 
 
