@@ -250,10 +250,19 @@ async def rollback_site(
             raise errors.UsageError(f"--rollback: {why}", hint="give the DST deployed with --swap")
         layout = Layout.of(base)
         session = sessions[0]
-        await check_rollback(session, layout)  # before the lock: a clear line, nothing taken
+        # The lock first: while a --swap deploy holds it, its staging copy is the
+        # previous release renamed, and DST is not what it will be once it is done.
         lock.place(layout.live)
-        if await lock.acquire(session):
-            await check_rollback(session, layout)  # the run that held it may have switched
+        try:
+            await lock.acquire(session)
+        except errors.RemoteTargetError:
+            await check_rollback(session, layout)  # DST missing: say that, not "cannot lock"
+            raise
+        try:
+            await check_rollback(session, layout)
+        except errors.RemoteTargetError:
+            await _unlock(session, lock, layout, rec.note)
+            raise
         session = await _roll_back(pool, session, layout, lock, timezone, rec.note)
         await _unlock(session, lock, layout, rec.note)
     except GeneratorExit:  # the coroutine is being closed: it may not await
