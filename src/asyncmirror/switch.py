@@ -318,8 +318,8 @@ async def _roll_back(
         )
         session = sessions[0] if sessions else await pool.open_session(replacing=True)
         moves = server_only(live, release, release_dirs_of(release))
-    # DST's lock stays in the release it is in (rolled away from); the copy put in
-    # the previous release goes live with it.
+    # DST's own lock leaves with the release rolled away from; the copy put in the
+    # previous release goes live with it, so DST is locked whenever it exists.
     await lock.hold_also(session, layout.prev)
     moved = await rollback(session, layout, moves, note)
     along = f", {moved} server-only paths moved along" if moved else ""
