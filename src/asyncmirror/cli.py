@@ -517,6 +517,9 @@ async def run(
             target.path,
             timezone=_timezone(args.remote_timezone),
             events=events,
+            lock_wait=options.lock_wait,
+            lock_stale=options.lock_stale,
+            break_lock=options.break_lock,
         )
     return await run_mirror(args.src, target.path, options)
 

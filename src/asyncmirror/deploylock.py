@@ -26,7 +26,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from datetime import datetime as _datetime
 from enum import Enum
@@ -176,7 +176,7 @@ class DeployLock:
 
     def place(self, base: str) -> None:
         """Lock ``base`` (DST, as an absolute path) rather than the one given first."""
-        self.dir = f"{base.rstrip('/')}/{LOCK_DIR}"
+        self.dir = self._in(base)
         self.record = f"{self.dir}/{self.me.name()}"
 
     async def acquire(self, session: Session) -> bool:
@@ -236,47 +236,85 @@ class DeployLock:
                 )
             await asyncio.sleep(min(POLL, left))
 
-    async def release(self, session: Session) -> None:
+    async def hold_also(self, session: Session, base: str) -> None:
+        """Put this run's lock in ``base`` too: a directory about to be renamed to DST.
+
+        The lock lives inside DST, so DST's renames carry it.  A release that
+        goes live with a copy of the lock inside keeps DST locked across the
+        switch: whenever DST exists, another run's ``MKD`` meets a lock.  This
+        run holds DST's lock, which every run takes before it touches the
+        releases beside DST, so a lock already in ``base`` is a leftover of a
+        run that died: it is replaced.  Raises
+        :class:`~errors.RemoteTargetError` when the copy cannot be made.
+        """
+        where = self._in(base)
+        lines = [f"MKD {where}", f"MKD {where}/{self.me.name()}"]
+        made, record = await session.pipeline(lines)
+        if not made.is_complete:
+            session.check(lines[0], made, "5")  # a 4xx is raised: retried
+            await self._remove(session, where)  # our record too, if it went in
+            made, record = await session.pipeline(lines)
+        if made.is_complete:
+            session.check(lines[1], record, "2")
+            return
+        session.check(lines[0], made, "5")
+        raise errors.RemoteTargetError(
+            f"cannot put the deploy lock in {base} ({made.code} {made.text})",
+            hint=f"remove {where} on the server and try again",
+        )
+
+    async def release(self, session: Session, *, copies_in: Sequence[str] = ()) -> None:
         """Remove the lock if this run still holds it (it may have been taken over).
 
         Two ``RMD`` in one write: this run's holder entry, then the lock.  When
         another run took the lock over, the first finds nothing and the second
         a directory holding the new holder's entry: both refused, the new
-        holder's lock stays.
+        holder's lock stays.  ``copies_in``: directories where a copy of the
+        lock (:meth:`hold_also`) may be; each is removed in the same write, the
+        same way, so only a lock holding this run's entry alone goes.
         """
         if not self.held:
             return
         self.held = False
-        replies = await session.pipeline([f"RMD {self.record}", f"RMD {self.dir}"])
-        mine, lock = replies
-        for line, reply in ((f"RMD {self.record}", mine), (f"RMD {self.dir}", lock)):
+        lines = [line for b in copies_in for line in self._removal(self._in(b))]
+        lines += self._removal(self.dir)
+        replies = await session.pipeline(lines)
+        for line, reply in zip(lines, replies, strict=True):
             if reply.is_transient:
                 session.check(line, reply)
+        mine = replies[-2]
         if not mine.is_complete:
             self._note(f"the deploy lock {self.dir} was taken over during the run")
 
     # --- internals --------------------------------------------------------------
 
+    def _in(self, base: str) -> str:
+        return f"{base.rstrip('/')}/{LOCK_DIR}"
+
+    def _removal(self, where: str) -> list[str]:
+        return [f"RMD {where}/{self.me.name()}", f"RMD {where}"]
+
     async def _write_record(self, session: Session) -> None:
         reply = await session.command(f"MKD {self.record}")
         session.check(f"MKD {self.record}", reply, "2")
 
-    async def _names(self, session: Session) -> list[str] | None:
-        """The names inside the lock directory, or ``None`` when it does not exist."""
+    async def _names(self, session: Session, where: str | None = None) -> list[str] | None:
+        """The names inside the lock directory (or ``where``), ``None`` when it does not exist."""
+        where = where or self.dir
         quirks = session.quirks
         fmt: Literal["mlsd", "list"] = "mlsd"
         data = b""
         if quirks.mlsd is not False:
             address = await session.passive()
             try:
-                data = await datachannel.fetch(session, f"MLSD {self.dir}", address)
+                data = await datachannel.fetch(session, f"MLSD {where}", address)
             except errors.PermanentReplyError as exc:
                 if exc.code not in ("500", "501", "502", "504"):
                     return None  # 550: no such directory
                 quirks.mlsd = False
         if quirks.mlsd is False:
             # "LIST -a PATH" is unreliable across servers: list the directory itself.
-            if not (await session.command(f"CWD {self.dir}")).is_complete:
+            if not (await session.command(f"CWD {where}")).is_complete:
                 return None
             try:
                 address = await session.passive()
@@ -303,14 +341,15 @@ class DeployLock:
             holders = [h for h in map(Holder.from_name, names) if h is not None]
         return (max(holders, key=lambda h: h.started) if holders else None), True
 
-    async def _remove(self, session: Session) -> None:
+    async def _remove(self, session: Session, where: str | None = None) -> None:
         """Take a lock over: remove what is in it (holder entries), then the lock."""
-        names = await self._names(session) or []
-        lines = [f"RMD {self.dir}/{n}" for n in names if n.startswith(HOLDER_PREFIX)]
-        replies = await session.pipeline([*lines, f"RMD {self.dir}"])
+        where = where or self.dir
+        names = await self._names(session, where) or []
+        lines = [f"RMD {where}/{n}" for n in names if n.startswith(HOLDER_PREFIX)]
+        replies = await session.pipeline([*lines, f"RMD {where}"])
         rmd = replies[-1]
         if not rmd.is_complete and rmd.is_transient:
-            session.check(f"RMD {self.dir}", rmd)
+            session.check(f"RMD {where}", rmd)
 
     def _take_over_line(self, holder: Holder | None, now: float, *, gone: bool) -> str:
         if holder is None:

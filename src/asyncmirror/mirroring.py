@@ -168,6 +168,9 @@ async def rollback(
     remote_timezone: tzinfo = UTC,
     events: Events | None = None,
     trace: Trace | None = None,
+    lock_wait: float = 0.0,
+    lock_stale: float = 3 * 3600.0,
+    break_lock: bool = False,
 ) -> Report:
     """Switch ``dst`` back to the release before the last ``mirror(..., swap=True)``.
 
@@ -175,6 +178,12 @@ async def rollback(
     release moves along (see :mod:`asyncmirror.switch`).  The release it leaves
     becomes the previous one, so calling it again goes forward.  Raises
     :class:`~errors.RemoteTargetError` when there is nothing to roll back to.
+
+    It holds DST's deploy lock as a mirror run does, across the renames:
+    another run holding it makes this one wait up to ``lock_wait`` seconds,
+    then raise :class:`~errors.LockHeldError` with nothing renamed; a lock
+    older than ``lock_stale`` seconds, or any with ``break_lock``, is taken
+    over.  The lock is removed at the end, after a failure or a cancel.
     """
     config = ServerConfig(
         host=host,
@@ -186,7 +195,13 @@ async def rollback(
         trace=trace,
     )
     return await switch.rollback_site(
-        config, dst, timezone=remote_timezone, events=events or Events()
+        config,
+        dst,
+        timezone=remote_timezone,
+        events=events or Events(),
+        lock_wait=lock_wait,
+        lock_stale=lock_stale,
+        break_lock=break_lock,
     )
 
 

@@ -17,7 +17,7 @@ including ProFTPD's ``450 ... in progress`` for a passive command that came
 while the transfer was still running.
 
 Failures are classified by :mod:`asyncmirror.errors`: a retryable error puts
-the job back after an exponential, jittered backoff (bounded by ``retries``);
+the job back after an exponential, jittered backoff (bounded by ``pool.retry``);
 a permanent reply or a local read error fails that job only; a server out of
 space fails that job and starts no other (:attr:`Workers.not_started`); a fatal error
 propagates and the task group cancels every worker at once.  A worker whose

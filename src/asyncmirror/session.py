@@ -386,7 +386,11 @@ class Session:
         with self._guard("read reply"):
             while True:
                 try:
-                    raw = await self._client.stream.readline()
+                    # Not aioftp's stream.readline(): its asyncio.wait_for() loses a
+                    # cancel (Ctrl-C, SIGTERM) that lands as the line arrives, on
+                    # Python 3.11, and the stopped run went on to the end.
+                    async with asyncio.timeout(self.config.timeout):
+                        raw = await self._client.stream.reader.readline()
                 except ValueError:  # asyncio's "line too long" (LimitOverrunError)
                     self.broken = True
                     raise errors.ProtocolError(

@@ -25,9 +25,12 @@ from typing import NamedTuple
 
 from . import datachannel, errors
 from . import state as state_mod
+from .deploylock import DeployLock
 from .entries import RemoteTree
+from .leftovers import Leftovers
 from .names import STATE_NAME
 from .pool import Pool
+from .recorder import Recorder
 from .releases import (
     BurstResult,
     Copy,
@@ -219,13 +222,8 @@ async def switch(
     )
 
 
-async def rollback(
-    session: Session, layout: Layout, moves: Sequence[str], note: Callable[[str], None]
-) -> int:
-    """Put the previous release back live; the current one becomes the previous.
-
-    Returns how many of ``moves`` went along.
-    """
+async def check_rollback(session: Session, layout: Layout) -> None:
+    """Raise :class:`~errors.RemoteTargetError` unless DST and its previous release exist."""
     live, prev = await exists(session, [layout.live, layout.prev])
     if not prev:
         raise errors.RemoteTargetError(
@@ -234,6 +232,17 @@ async def rollback(
         )
     if not live:
         raise errors.RemoteTargetError(f"{layout.live} does not exist on the server")
+
+
+async def rollback(
+    session: Session, layout: Layout, moves: Sequence[str], note: Callable[[str], None]
+) -> int:
+    """Put the previous release back live; the current one becomes the previous.
+
+    Returns how many of ``moves`` went along.  Raises
+    :class:`~errors.RemoteTargetError` when the rollback could not be made; the
+    live site is then as it was (what was moved is moved back).
+    """
     renames = rollback_burst(layout, moves)
     result = await _burst(session, renames)
     n = len(moves)
@@ -250,12 +259,18 @@ async def rollback(
                 stayed += 1
                 note(f"server-only {rename.source} stayed with the release left ({why})")
         return n - stayed
+    why = result.why[n + 1] or result.why[n]
     if step_aside:
-        await _burst(session, [Rename(layout.out, layout.live)])
+        restore = await _burst(session, [Rename(layout.out, layout.live)])
+        if restore.failed:
+            raise errors.RemoteTargetError(
+                f"the rollback failed ({why}) and {layout.live} could not be put back "
+                f"({restore.why[0]}): the live site is at {layout.out}",
+                hint=f"rename {layout.out} to {layout.live} on the server now",
+            )
     moved = [r for r, done in zip(renames[:n], result.done[:n], strict=True) if done]
     if moved:
         await _burst(session, [Rename(r.target, r.source) for r in moved])
-    why = result.why[n + 1] or result.why[n]
     raise errors.RemoteTargetError(
         f"the rollback failed ({why}); the live site is unchanged",
         hint="check that the FTP user may rename directories next to DST",
@@ -263,21 +278,40 @@ async def rollback(
 
 
 async def rollback_site(
-    config: ServerConfig, dst: str, *, timezone: tzinfo, events: Events
+    config: ServerConfig,
+    dst: str,
+    *,
+    timezone: tzinfo,
+    events: Events,
+    lock_wait: float = 0.0,
+    lock_stale: float = 3 * 3600.0,
+    break_lock: bool = False,
 ) -> Report:
-    """``asyncmirror --rollback DST``: one session, the state file, one burst.
+    """``asyncmirror --rollback DST``: one session, the deploy lock, the state file, one burst.
 
-    What the server alone holds in the live DST (files the release did not
-    bring: the state file lists those it did) moves into the release going live.
+    DST's deploy lock (see :mod:`asyncmirror.deploylock`; ``lock_wait``,
+    ``lock_stale`` and ``break_lock`` as for a mirror run) is held from before
+    the state file is read until after the burst, and a copy of it goes live
+    inside the previous release, so DST is never unlocked while it exists.  The
+    lock is removed at the end, after a failure and after a stop.  What the
+    server alone holds in the live DST (files the release did not bring: the
+    state file lists those it did) moves into the release going live.
     """
-    report = Report()
+    from . import __version__
 
-    def note(message: str) -> None:
-        report.notes.append(message)
-        events.note(message)
-
+    rec = Recorder(events, dry_run=False)
+    pool = Pool(config, 1, note=rec.note)
+    lock = DeployLock(
+        "/",  # placed in DST once the login says where that is
+        run_id=os.urandom(4).hex(),
+        version=__version__,
+        wait=lock_wait,
+        stale_after=lock_stale,
+        break_lock=break_lock,
+        note=rec.note,
+    )
+    layout: Layout | None = None
     started = time.monotonic()
-    pool = Pool(config, 1, note=note)
     try:
         sessions = await pool.start()
         home = pool.quirks.home or "/"
@@ -287,31 +321,95 @@ async def rollback_site(
             raise errors.UsageError(f"--rollback: {why}", hint="give the DST deployed with --swap")
         layout = Layout.of(base)
         session = sessions[0]
-        release = await _release_files(session, layout.live, note)
-        moves: list[str] = []
-        if release is not None:
-            live, sessions = await list_tree(
-                pool,
-                sessions,
-                layout.live,
-                release_dirs_of(release),
-                recurse_unknown=False,
-                tz=timezone,
-                now=datetime.now(UTC),
-            )
-            session = sessions[0] if sessions else await pool.open_session(replacing=True)
-            moves = server_only(live, release, release_dirs_of(release))
-        moved = await rollback(session, layout, moves, note)
-        along = f", {moved} server-only paths moved along" if moved else ""
-        note(
-            f"rolled back {layout.live} to the previous release{along}; the release left is "
-            f"kept in {layout.prev} (--rollback again switches back)"
-        )
+        # The lock first: while a --swap deploy holds it, its staging copy is the
+        # previous release renamed, and DST is not what it will be once it is done.
+        lock.place(layout.live)
+        try:
+            await lock.acquire(session)
+        except errors.RemoteTargetError:
+            await check_rollback(session, layout)  # DST missing: say that, not "cannot lock"
+            raise
+        try:
+            await check_rollback(session, layout)
+        except errors.RemoteTargetError:
+            await _unlock(session, lock, layout, rec.note)
+            raise
+        session = await _roll_back(pool, session, layout, lock, timezone, rec.note)
+        await _unlock(session, lock, layout, rec.note)
+    except GeneratorExit:  # the coroutine is being closed: it may not await
+        raise
+    except BaseException as exc:
+        pool.abort_all()
+        if lock.held and layout is not None:
+            if isinstance(exc, errors.FatalError) and not isinstance(exc, errors.RemoteTargetError):
+                # The server cannot be used: a clean-up session would only wait
+                # for its own timeout.
+                rec.note(
+                    f"the deploy lock {lock.dir} is left on the server: the next run takes "
+                    "it over once this one is known to be gone (--break-lock: at once)"
+                )
+            else:
+                # A failed burst, a cut connection or a stop (Ctrl-C, SIGTERM): one
+                # fresh session, bounded in time, removes the lock wherever it went.
+                placed = layout
+                leftovers = Leftovers(pool, rec)
+                await leftovers.remove_after_stop(
+                    placed.live,
+                    config.timeout,
+                    then=lambda s: _unlock(s, lock, placed, rec.note),
+                )
+        raise
     finally:
-        report.duration = time.monotonic() - started
         await pool.close_all()
-        events.close()
-    return report
+        rec.finished(time.monotonic() - started)
+    return rec.report
+
+
+async def _roll_back(
+    pool: Pool,
+    session: Session,
+    layout: Layout,
+    lock: DeployLock,
+    timezone: tzinfo,
+    note: Callable[[str], None],
+) -> Session:
+    """Under DST's lock: read what the live release brought, lock the previous one, switch."""
+    release = await _release_files(session, layout.live, note)
+    moves: list[str] = []
+    if release is not None:
+        live, sessions = await list_tree(
+            pool,
+            [session],
+            layout.live,
+            release_dirs_of(release),
+            recurse_unknown=False,
+            tz=timezone,
+            now=datetime.now(UTC),
+        )
+        session = sessions[0] if sessions else await pool.open_session(replacing=True)
+        moves = server_only(live, release, release_dirs_of(release))
+    # DST's own lock leaves with the release rolled away from; the copy put in the
+    # previous release goes live with it, so DST is locked whenever it exists.
+    await lock.hold_also(session, layout.prev)
+    moved = await rollback(session, layout, moves, note)
+    along = f", {moved} server-only paths moved along" if moved else ""
+    note(
+        f"rolled back {layout.live} to the previous release{along}; the release left is "
+        f"kept in {layout.prev} (--rollback again switches back)"
+    )
+    return session
+
+
+async def _unlock(
+    session: Session, lock: DeployLock, layout: Layout, note: Callable[[str], None]
+) -> None:
+    """Remove DST's lock and its copy, wherever the burst left them (a note if it cannot)."""
+    try:
+        await lock.release(session, copies_in=[layout.prev, layout.out])
+    except errors.FatalError:
+        raise
+    except errors.AsyncMirrorError as exc:
+        note(f"could not remove the deploy lock {lock.dir}: {exc.user_line()}")
 
 
 async def _release_files(

@@ -443,3 +443,30 @@ def test_sessions_waiting_for_the_lock_are_kept_alive_on_a_host_with_a_short_idl
     # Each of the 4 sessions logged in once: none was dropped while it waited.
     logins = [ln for ln in err.splitlines() if ln.startswith("<- 230")]
     assert len(logins) == 4, "\n".join(ln for ln in err.splitlines() if not ln.startswith("->"))
+
+
+async def test_a_copy_of_the_lock_replaces_a_leftover_and_release_removes_only_this_runs(
+    proftpd: ProftpdServer, remote_dir: RemoteDir, dst: str
+) -> None:
+    """--rollback puts a copy of DST's lock in the release going live (see switch.py)."""
+    st = proftpd.home.stat()
+    release, elsewhere = (remote_dir.path.parent / f"{remote_dir.name}-{n}" for n in "ab")
+    for path in (release, elsewhere):
+        path.mkdir()
+        os.chown(path, st.st_uid, st.st_gid)
+    base = dst.rpartition("/")[0]
+    plant(release, Holder("ci-gone", 99, time.time() - 60, "0.1.0", "died-here"), proftpd)
+    plant(elsewhere, Holder("ci-other", 98, time.time() - 60, "0.1.0", "other-run"), proftpd)
+    session = await open_session(proftpd)
+    try:
+        mine = lock(dst, "run-one")
+        await mine.acquire(session)
+        await mine.hold_also(session, f"{base}/{release.name}")
+        assert holder_of(release) == "run-one", "the leftover must be replaced"
+        copies = [f"{base}/{release.name}", f"{base}/{elsewhere.name}", f"{base}/missing"]
+        await mine.release(session, copies_in=copies)
+    finally:
+        await session.quit()
+    assert not (remote_dir.path / LOCK_DIR).exists()
+    assert not (release / LOCK_DIR).exists()
+    assert holder_of(elsewhere) == "other-run", "another run's lock is not this run's to remove"
