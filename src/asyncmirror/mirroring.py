@@ -566,8 +566,11 @@ class _Run:
     async def _release_lock(self, session: Session) -> None:
         if self.lock is None or not self.lock.held:
             return
+        # With --swap a copy went with the new release (see _switch): wherever the
+        # burst left the two, both go, each only if it holds this run's entry alone.
+        copies = [self.layout.prev, self.layout.next] if self.layout is not None else []
         try:
-            await self.lock.release(session)
+            await self.lock.release(session, copies_in=copies)
         except errors.FatalError:
             raise
         except errors.AsyncMirrorError as exc:
@@ -637,12 +640,14 @@ class _Run:
                 return not self.options.delete or self.filters.excludes(path, is_dir=is_dir)
 
             moves = releases.server_only(live, tree.files, tree.dirs, movable=movable)
-            if self.lock is not None and self.lock.held:
-                moves.append(LOCK_DIR)  # the lock stays with the live DST
+        if self.lock is not None and self.lock.held:
+            # The lock lives inside DST: a copy in the new release goes live with it,
+            # so DST is locked whenever it exists (no rename of the lock in the burst,
+            # hence no moment when DST is there without it).
+            await self.lock.hold_also(sessions[0], layout.next)
         moved = await switch.switch(
             sessions[0], layout, moves, live_exists=self.live_exists, note=self.rec.note
         )
-        moved -= LOCK_DIR in moves
         along = f", {moved} server-only paths moved along" if moved else ""
         self.rec.note(
             f"switched {layout.live} to the new release{along}; the previous release is "

@@ -94,6 +94,19 @@ def assert_one_release(views: list[dict[str, bytes]], *releases: dict[str, bytes
         assert all(view[p] == ALONG[p] for p in view if p in ALONG), sorted(view)
 
 
+def assert_locked_throughout(locked: list[bool]) -> None:
+    """From the first look that saw the deploy lock to the last, every look saw it:
+    the switch never showed DST without it."""
+    if True in locked:
+        first = locked.index(True)
+        last = len(locked) - 1 - locked[::-1].index(True)
+        assert all(locked[first : last + 1]), locked
+
+
+def assert_no_lock_left(*dirs: Path) -> None:
+    assert [d for d in dirs if (d / ".htasyncmirror-lock").exists()] == []
+
+
 def siblings(remote: RemoteDir) -> list[str]:
     return sorted(p.name for p in remote.path.parent.iterdir() if remote.name in p.name)
 
@@ -124,6 +137,8 @@ class Watcher:
         self.views: list[dict[str, bytes]] = []
         self.missing = 0
         self.looks = 0
+        #: Per look at DST: whether it held the deploy lock.
+        self.locked: list[bool] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -143,6 +158,7 @@ class Watcher:
                 self.missing += 1
                 continue
             try:
+                locked = ".htasyncmirror-lock" in os.listdir(fd)
                 view = read_tree(fd)
             except OSError as exc:  # a file renamed away between listing and opening
                 if exc.errno != errno.ENOENT:
@@ -151,6 +167,7 @@ class Watcher:
             finally:
                 os.close(fd)
             self.looks += 1
+            self.locked.append(locked)
             if not self.views or self.views[-1] != view:
                 self.views.append(view)
 
@@ -186,6 +203,8 @@ def test_swap_switches_whole_releases_and_rollback_brings_the_previous_back(
     assert watcher.looks > 0
     assert_one_release(watcher.views, V0_RELEASE, V1)
     assert "3 server-only paths moved along" in first.stderr, first.stderr
+    assert_locked_throughout(watcher.locked)
+    assert_no_lock_left(site.path, prev)
 
     with Watcher(site.path) as watcher:
         second = run_cli(proftpd, src2, f"/{site.name}", "--swap", "-j", "3")
