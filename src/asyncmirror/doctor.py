@@ -133,7 +133,7 @@ class _Doctor:
             async with asyncio.timeout(self.timeout):
                 return await session.command(line)
         except TimeoutError:
-            session.broken = True  # its reply may still come: out of step
+            session.mark_broken()  # its reply may still come: out of step
             raise errors.OperationTimeout(f"{line.split()[0]}: no answer") from None
 
     # --- 1-3: the login, TLS, RTT, the limit -------------------------------------
@@ -255,7 +255,7 @@ class _Doctor:
                     reply = await session.read_reply()
                 return ok and reply.is_complete
         except (errors.AsyncMirrorError, TimeoutError) as exc:
-            session.broken = True
+            session.mark_broken()
             self.note(f"data connection without session reuse: {exc}")
             return None
 

@@ -44,7 +44,7 @@ async def kept_alive(sessions: Sequence[Session], every: float = EVERY) -> Async
                 try:
                     await session.command("NOOP")
                 except errors.AsyncMirrorError:
-                    session.broken = True  # replaced by whoever uses it next
+                    session.mark_broken()  # replaced by whoever uses it next
 
     task = asyncio.create_task(ping())
     try:

@@ -179,6 +179,15 @@ class Pool:
         except (errors.RetryableError, errors.ConnectError):
             return None
 
+    async def usable(self, session: Session | None) -> Session:
+        """``session`` while it can be used; else a new one in its place (the
+        broken one dropped).  Callers never replace sessions by hand."""
+        if session is not None and not session.broken:
+            return session
+        if session is not None:
+            self.discard(session)
+        return await self.open_session(replacing=True)
+
     def discard(self, session: Session) -> None:
         """Forget a session (broken or retired) and drop its connection."""
         if session in self._sessions:

@@ -262,11 +262,8 @@ async def _mlst_many(
     async def run(index: int, part: list[str]) -> None:
         attempt = 0
         while part:
-            session = sessions[index]
             try:
-                if session.broken:
-                    pool.discard(session)
-                    session = sessions[index] = await pool.open_session(replacing=True)
+                session = sessions[index] = await pool.usable(sessions[index])
                 replies = await session.pipeline([f"MLST {remote_join(base, r)}" for r in part])
                 for rel, reply in zip(part, replies, strict=True):
                     if reply.code in UNKNOWN_COMMAND:

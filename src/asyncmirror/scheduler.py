@@ -388,9 +388,7 @@ async def run_batch(
         again: list[tuple[int, str, J]] = []
         answered = 0
         try:
-            if session.broken:
-                pool.discard(session)
-                session = await pool.open_session(replacing=True)
+            session = await pool.usable(session)
             await session.send(*(line for _, line, _ in chunk))
             for index, line, key in chunk:
                 reply = await session.read_reply()

@@ -94,9 +94,7 @@ class StateStore:
                     f"cannot read the state file {where} ({exc.user_line()}); "
                     "comparing by the listing only"
                 )
-                if session.broken:
-                    self.pool.discard(session)
-                    sessions[0] = await self.pool.open_session(replacing=True)
+                sessions[0] = await self.pool.usable(session)
         if data is not None:
             try:
                 self.entries = state_mod.load(data)
@@ -254,9 +252,7 @@ class StateStore:
         retry, attempt = self.pool.retry, 0
         while True:
             try:
-                if session.broken:
-                    self.pool.discard(session)
-                    session = await self.pool.open_session(replacing=True)
+                session = await self.pool.usable(session)
                 await self.store(session)
                 return session
             except errors.FatalError:
@@ -268,10 +264,7 @@ class StateStore:
                     break
                 await retry.wait(attempt)
         if self.leftovers.temp_names:
-            if session.broken:
-                self.pool.discard(session)
-                session = await self.pool.open_session(replacing=True)
-            session = await self.leftovers.remove_temporaries(session)
+            session = await self.leftovers.remove_temporaries(await self.pool.usable(session))
         return session
 
 

@@ -138,9 +138,8 @@ async def _asked(
             # The connection broke: a fresh one asks again, in batches that
             # survive another break (only what was not answered is sent again).
             session.mark_broken()
-            pool.discard(session)
             try:
-                session = await pool.open_session(replacing=True)
+                session = await pool.usable(session)
             except Retired:
                 return  # the host took the slot back: the downloads read these
             answers: dict[str, str | None] = {}
