@@ -29,6 +29,7 @@ from benchmarks.network import (
     Proxy,
     loopback_alias_usable,
     remote_path,
+    retr_count,
     start_wan,
     stor_counts,
     wait_sessions_gone,
@@ -154,6 +155,10 @@ class Bench:
 
     # -- one run ----------------------------------------------------------------
 
+    def log_path(self, tool: str, scenario: str, rep: int) -> Path:
+        """Where ``measure`` keeps the output of one run."""
+        return self.logs / f"{scenario}-{tool}-r{rep}.log"
+
     def measure(
         self,
         tool: str,
@@ -168,12 +173,14 @@ class Bench:
         upload_bytes: int,
         via_proxy: bool,
         dry_run: bool = False,
+        verify: bool = False,
         record: bool = True,
     ) -> Sample:
         """Run ``tool`` once, check nothing, and return (with ``record``: keep) the sample."""
         host, port = (PROXY_HOST, server.port) if via_proxy else (server.host, server.port)
-        log = self.logs / f"{scenario}-{tool}-r{rep}.log"
+        log = self.log_path(tool, scenario, rep)
         before = stor_counts(server, name)
+        retrs_before = retr_count(server, name)
         proxy_before = proc_cpu(self.proxy.pid)
         server_pid = server.process.pid if server.process else 0
         server_before = proc_tree_cpu(server_pid)
@@ -188,6 +195,7 @@ class Bench:
             log,
             dry_run=dry_run,
             check_hostname=self.check_hostname or not via_proxy,
+            verify=verify,
         )
         busy = machine_busy_cpu() - busy_before
         proxy_cpu = proc_cpu(self.proxy.pid) - proxy_before
@@ -218,11 +226,13 @@ class Bench:
             proxy_cpu,
             server_cpu,
             other_cpu,
+            retr_count(server, name) - retrs_before,
         )
         if record:
             self.samples.append(sample)
         self.say(
             f"  {SCENARIOS[scenario] if record else 'set-up':<36} {tool:<11} {sample.wall:7.2f} s  "
             f"cpu {sample.cpu:6.2f} s  rss {sample.rss_mb:6.1f} MB  uploads {sample.stors}"
+            + (f"  downloads {sample.retrs}" if sample.retrs else "")
         )
         return sample

@@ -22,11 +22,32 @@ HERE = Path(__file__).resolve().parent
 PROXY_HOST = "127.0.0.2"
 PASSIVE_RANGE = 300
 SETTLE = 0.3  # seconds between runs once the server's sessions are gone (see measure())
+#: The directory of the wan server's home where its digest commands are off
+#: (``DigestEnable off``): ``--verify`` there has to download.
+NO_DIGEST_DIR = "nodigest"
 
 
 def remote_path(server: ProftpdServer, name: str) -> str:
     """The path a client uses for ``home/name``."""
     return f"/{name}" if server.chroot else str(server.home / name)
+
+
+def retr_count(server: ProftpdServer, name: str) -> int:
+    """Completed downloads of tree files under ``home/name`` (``--verify`` without a
+    digest command); asyncmirror's reads of its state file are not counted."""
+    prefix = name + "/"
+    return sum(
+        1
+        for rec in server.transfers()
+        if rec.direction == "o"
+        and rec.completed
+        and rec.path.startswith(prefix)
+        and not _own_file(rec.path)
+    )
+
+
+def _own_file(path: str) -> bool:
+    return path.rsplit("/", 1)[-1].startswith((".htasyncmirror", ".asyncmirror"))
 
 
 def stor_counts(server: ProftpdServer, name: str) -> tuple[int, int]:
@@ -39,7 +60,7 @@ def stor_counts(server: ProftpdServer, name: str) -> tuple[int, int]:
     files = own = 0
     for rec in server.transfers():
         if rec.direction == "i" and rec.completed and rec.path.startswith(prefix):
-            if rec.path.rsplit("/", 1)[-1].startswith((".htasyncmirror", ".asyncmirror")):
+            if _own_file(rec.path):
                 own += 1
             else:
                 files += 1
@@ -140,14 +161,33 @@ def start_proxy(server: ProftpdServer, rtt: float, connect_delay: bool, log: Pat
 def start_wan(
     work: Path, rtt: float, connect_delay: bool, log: Path, stack: contextlib.ExitStack
 ) -> tuple[ProftpdServer, Proxy]:
-    """ProFTPD behind the delay proxy; ``stack`` stops the server (the caller, the proxy)."""
+    """ProFTPD behind the delay proxy; ``stack`` stops the server (the caller, the proxy).
+
+    It has mod_digest (``HASH``, ``XSHA256``, ...: what ``--verify`` asks for) except
+    under :data:`NO_DIGEST_DIR`.  ``NoTransferCache`` keeps the module from hashing
+    every upload and download as it passes (its default): the other scenarios then
+    run on the same server as before the module was loaded, and lftp never asks for
+    a digest.
+    """
     last: Exception | None = None
     for attempt in range(3):
+        srv_dir = work / f"srv-wan-{attempt}"
         server = start_proftpd(
-            work / f"srv-wan-{attempt}",
+            srv_dir,
             masquerade_address=PROXY_HOST,
             passive_range_size=PASSIVE_RANGE,
+            extra_modules=("mod_digest.c",),
+            extra_config=(
+                "DigestOptions NoTransferCache\n"
+                f"<Directory {_no_digest_path(srv_dir)}>\n"
+                "  DigestEnable off\n"
+                "</Directory>\n"
+            ),
         )
+        no_digest = server.home / NO_DIGEST_DIR
+        no_digest.mkdir()
+        if os.geteuid() == 0 and server.chroot:
+            os.chown(no_digest, 65534, 65534)
         try:
             proxy = start_proxy(server, rtt, connect_delay, log)
         except BenchError as exc:  # a port taken on 127.0.0.2: try other ports
@@ -157,3 +197,12 @@ def start_wan(
         stack.callback(server.stop)
         return server, proxy
     raise BenchError(f"could not start the proxy: {last}")
+
+
+def _no_digest_path(srv_dir: Path) -> str:
+    """:data:`NO_DIGEST_DIR` as ProFTPD's ``<Directory>`` names it: chrooted (as root)
+    the path the client sees, else the path on disk.  (The verify scenario checks
+    which method asyncmirror used, so a path that does not match fails loudly.)"""
+    if os.geteuid() == 0:
+        return f"/{NO_DIGEST_DIR}"
+    return str(srv_dir.resolve() / "home" / NO_DIGEST_DIR)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.network import PROXY_HOST, SETTLE
-from benchmarks.results import MB, SCENARIOS, TOOLS, Params, Sample, Target
+from benchmarks.results import BASELINES, MB, SCENARIOS, TOOLS, Params, Sample, Target
 
 if TYPE_CHECKING:
     from benchmarks.bench import Bench
@@ -36,6 +36,13 @@ def machine_load_line(samples: list[Sample]) -> str:
         f"CPU over the runs, at most {worst.other_cpu / worst.wall:.2f} CPU "
         f"({SCENARIOS[worst.scenario]}, {worst.tool}, repeat {worst.repeat})."
     )
+
+
+def tool_label(scenario: str, tool: str) -> str:
+    """The tool, and for a scenario lftp has no counterpart for, which run of lftp's."""
+    if tool == "lftp" and scenario in BASELINES:
+        return f"lftp ({SCENARIOS[BASELINES[scenario]].lower()})"
+    return tool
 
 
 def _times(x: float) -> str:
@@ -117,7 +124,8 @@ def write_results(
         for i, tool in enumerate(TOOLS):
             m = row[tool]
             lines.append(
-                f"| {SCENARIOS[scenario] if i == 0 else ''} | {tool} | {_fmt(m['wall'])} | "
+                f"| {SCENARIOS[scenario] if i == 0 else ''} | {tool_label(scenario, tool)} | "
+                f"{_fmt(m['wall'])} | "
                 f"{_fmt(m['files_per_s'], 1)} | {_fmt(m['mb_per_s'])} | {_fmt(m['cpu'])} | "
                 f"{_fmt(m['rss_mb'], 1)} | {m['stors']:.0f} |"
             )
@@ -130,6 +138,12 @@ def write_results(
         "",
         "For the dry run, *Uploads* is 0 by definition (nothing is sent); MB/s there is the "
         "size of what would be uploaded divided by the time.",
+        "",
+        "The two *Verify* scenarios are `asyncmirror --verify` of the site lftp uploaded in "
+        "the same repeat (a copy of it on the server, no state file): lftp compares no "
+        "contents, so its row there is its own run named in brackets, on the same site and "
+        "server in the same repeats. *Files/s* is files compared (asyncmirror) or checked or "
+        "uploaded (lftp) per second.",
         "",
         "![ratios](ratios.png)",
         "",
@@ -167,8 +181,9 @@ def write_results(
         "## Every run",
         "",
         "| Scenario | Tool | Repeat | Wall (s) | CPU user+sys (s) | Peak RSS (MB) | "
-        "Uploads | State-file uploads | Proxy CPU (s) | ProFTPD CPU (s) | Other CPU (s) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "Uploads | State-file uploads | Downloads | Proxy CPU (s) | ProFTPD CPU (s) | "
+        "Other CPU (s) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for s in sorted(
         bench.samples,
@@ -177,13 +192,15 @@ def write_results(
         lines.append(
             f"| {SCENARIOS[s.scenario]} | {s.tool} | {s.repeat} | {s.wall:.2f} | "
             f"{s.user:.2f}+{s.sys:.2f} | {s.rss_mb:.1f} | {s.stors} | "
-            f"{s.own_stors} | {s.proxy_cpu:.2f} | {s.server_cpu:.2f} | {s.other_cpu:.2f} |"
+            f"{s.own_stors} | {s.retrs} | {s.proxy_cpu:.2f} | {s.server_cpu:.2f} | "
+            f"{s.other_cpu:.2f} |"
         )
     lines += [
         "",
         "*Uploads* counts files of the tree; *State-file uploads* counts asyncmirror's "
         "`.htasyncmirror-state.json` (its record of what it uploaded, kept in DST and "
-        "allowed there by the tree check). "
+        "allowed there by the tree check); *Downloads* counts files the server sent "
+        "(`--verify` without a digest command). "
         "Proxy CPU and ProFTPD CPU are what the delay proxy and the server (its master "
         "process and the sessions it reaped) used during the run; *Other CPU* is the rest "
         "of the machine's busy time during the run (this script, the kernel's softirq work, "
@@ -211,20 +228,20 @@ class Rendered:
 
 def print_summary(summary: dict[str, dict[str, Any]], targets: list[Target]) -> None:
     print(
-        f"\n{'scenario':<36} {'tool':<11} {'wall s':>8} {'files/s':>8} {'MB/s':>7} "
+        f"\n{'scenario':<36} {'tool':<24} {'wall s':>8} {'files/s':>8} {'MB/s':>7} "
         f"{'cpu s':>7} {'rss MB':>7} {'uploads':>7}"
     )
     for scenario, row in summary.items():
         for tool in TOOLS:
             m = row[tool]
             print(
-                f"{SCENARIOS[scenario]:<36} {tool:<11} {m['wall']:8.2f} "
+                f"{SCENARIOS[scenario]:<36} {tool_label(scenario, tool):<24} {m['wall']:8.2f} "
                 f"{m['files_per_s']:8.1f} {m['mb_per_s']:7.2f} {m['cpu']:7.2f} "
                 f"{m['rss_mb']:7.1f} {m['stors']:7.0f}"
             )
         r = row["ratio"]
         print(
-            f"{'':<36} {'ratio':<11} {r['wall']:8.2f} {r['files_per_s']:8.2f} "
+            f"{'':<36} {'ratio':<24} {r['wall']:8.2f} {r['files_per_s']:8.2f} "
             f"{r['mb_per_s']:7.2f} {r['cpu']:7.2f} {r['rss_mb']:7.2f}"
         )
     print()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmarks import treegen
 from benchmarks.errors import BenchError
+from benchmarks.network import NO_DIGEST_DIR
 from benchmarks.planning import run_planner
 from benchmarks.results import MIB, TOOLS
 from benchmarks.tools import STATE_FILES
@@ -66,6 +69,7 @@ def run_all(bench: Bench) -> None:
                 f"{tool} unchanged rerun",
                 allowed=STATE_FILES[tool],
             )
+        run_verify(bench, rep, names["lftp"])
         changed = treegen.change_files(
             bench.site.root, entries, fraction=0.01, seed=p.seed, generation=rep
         )
@@ -102,6 +106,72 @@ def run_all(bench: Bench) -> None:
 
     if p.scale_files:
         run_scale(bench)
+
+
+#: asyncmirror's summary of a --verify run (report.Verification.line()).
+VERIFIED = re.compile(r"--verify: compared (\d+) files by ([^:]+): (\d+) differ(.*)")
+
+
+def run_verify(bench: Bench, rep: int, lftp_name: str) -> None:
+    """``--verify`` adopting the site lftp uploaded in this repeat: by digest, by download.
+
+    The case issue 14 describes: lftp uploaded the site (times on the server are upload
+    times), asyncmirror has no state file, and must find by content that nothing
+    differs.  Each run gets a copy of lftp's upload (same bytes and times, made on the
+    server's disk), so lftp's own directory stays lftp's: one where the server answers
+    ``HASH``, one under :data:`NO_DIGEST_DIR`, where it does not and asyncmirror has
+    to download every file.  What must hold after: no upload, the tree identical, every
+    file compared, by the method the directory allows (downloads counted by the server).
+    """
+    n = len(bench.site.files)
+    lftp_tree = bench.wan.home / lftp_name
+    for scenario, name in (
+        ("verify_digest", f"verify-r{rep}"),
+        ("verify_download", f"{NO_DIGEST_DIR}/verify-r{rep}"),
+    ):
+        copy_as_server(lftp_tree, bench.wan.home / name, chown=bench.wan.chroot)
+        s = bench.measure(
+            "asyncmirror",
+            scenario,
+            rep,
+            bench.wan,
+            bench.site.root,
+            name,
+            files=n,
+            upload_files=0,
+            upload_bytes=0,
+            via_proxy=True,
+            verify=True,
+        )
+        what = f"asyncmirror --verify ({scenario})"
+        verify(bench.site.root, bench.wan.home / name, what, allowed=STATE_FILES["asyncmirror"])
+        if s.stors:
+            raise BenchError(f"{what} uploaded {s.stors} files of an identical site")
+        log = bench.log_path("asyncmirror", scenario, rep)
+        found = VERIFIED.search(log.read_text(errors="replace"))
+        if found is None:
+            raise BenchError(f"{what} did not say what it compared; log {log}")
+        compared, method, differ = int(found[1]), found[2], int(found[3])
+        by_download = scenario == "verify_download"
+        if compared != n or differ or found[4].strip() or (method == "download") != by_download:
+            raise BenchError(
+                f"{what} said {found[0]!r}; "
+                f"expected all {n} {'downloaded' if by_download else 'by a digest command'}, "
+                "none differing"
+            )
+        if s.retrs != (n if by_download else 0):
+            raise BenchError(f"{what}: the server logged {s.retrs} downloads for {n} files")
+        shutil.rmtree(bench.wan.home / name, ignore_errors=True)
+
+
+def copy_as_server(src: Path, dst: Path, *, chown: bool) -> None:
+    """Copy a tree on the server's disk, times kept, owned by the server's user
+    (``chown``: ProFTPD runs as nobody and writes asyncmirror's state file there)."""
+    shutil.copytree(src, dst, copy_function=shutil.copy2)
+    if chown and os.geteuid() == 0:
+        for dirpath, _dirs, filenames in os.walk(dst):
+            for entry in (dirpath, *(os.path.join(dirpath, f) for f in filenames)):
+                os.chown(entry, 65534, 65534)
 
 
 def run_startup(bench: Bench) -> None:

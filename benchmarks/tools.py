@@ -64,7 +64,11 @@ class Tools:
         *,
         dry_run: bool = False,
         check_hostname: bool = True,
+        verify: bool = False,
     ) -> ChildResult:
+        """Run ``tool`` once; ``verify`` (asyncmirror only) compares contents."""
+        if verify and tool != "asyncmirror":
+            raise BenchError("only asyncmirror has --verify")
         env = self._env()
         if tool == "asyncmirror":
             if self.pythonpath:
@@ -80,6 +84,8 @@ class Tools:
             argv += ["--ca-file", str(server.ca_file), "--no-progress"]
             if dry_run:
                 argv.append("--dry-run")
+            if verify:
+                argv.append("--verify")
         else:
             env["LFTP_PASSWORD"] = server.password  # read by `open --env-password`
             script = log.with_suffix(".lftp")

@@ -300,12 +300,16 @@ async def fetch_into(
     session: Session, command: str, address: tuple[str, int], sink: Callable[[bytes], object]
 ) -> int:
     """Run a download command, handing each chunk to ``sink`` as it arrives
-    (a file of any size in constant memory); the number of bytes."""
+    (a file of any size in constant memory); the number of bytes.
+
+    Like an upload, it sends the next EPSV/PASV ahead of its ``226`` when the
+    worker running it asks for that (``--verify``'s downloads, one file after
+    another on each session)."""
     total = 0
     async with _open(session, command, address) as (data, stats):
         with transport.translate_errors(f"{command.split()[0]} data"):
             while chunk := await data.recv():
                 sink(chunk)
                 total += len(chunk)
-        await _finish(session, command, data, stats)
+        await _finish(session, command, data, stats, passive_ahead=session.passive_ahead_wanted)
     return total

@@ -44,7 +44,7 @@ def server(
     return digest_proftpd if request.param == "HASH SHA-256" else proftpd
 
 
-def run(server: ProftpdServer, src: Path, dst: str, **kwargs: Any) -> Report:
+def run(server: ProftpdServer, src: Path, dst: str, *, jobs: int = 4, **kwargs: Any) -> Report:
     return asyncio.run(
         mirror(
             str(src),
@@ -54,7 +54,7 @@ def run(server: ProftpdServer, src: Path, dst: str, **kwargs: Any) -> Report:
             user=server.user,
             password=server.password,
             ca_file=str(server.ca_file),
-            jobs=4,
+            jobs=jobs,
             timeout=20,
             **kwargs,
         )
@@ -174,3 +174,39 @@ def test_verify_from_the_command_line_names_each_difference(
     assert doc["verify"]["differ"] == sorted([EDITED_HERE, EDITED_THERE])
     assert f"differs: {EDITED_THERE} (content, by HASH SHA-256)" in proc.stderr
     assert "--verify: compared 6 files by HASH SHA-256: 2 differ" in proc.stderr
+
+
+def test_verify_by_download_reads_each_file_once_over_few_connections(
+    proftpd: ProftpdServer, tmp_path: Path
+) -> None:
+    """Many files per connection: each download sends the next EPSV ahead of its
+    226 (ProFTPD may answer it 450 and it is sent again); every file must still
+    be read once and compared with its own bytes."""
+    src = tmp_path / "many"
+    for i in range(40):
+        (src / f"d{i % 3}").mkdir(parents=True, exist_ok=True)
+        (src / f"d{i % 3}" / f"f{i:02}.txt").write_bytes(f"file {i}\n".encode() * (50 + 37 * i))
+    dst_name = f"verify-many-{tmp_path.name}"
+    assert run(proftpd, src, dst_name, state=False).uploaded == 40
+    dst = proftpd.home / dst_name
+    there = dst / "d1" / "f37.txt"
+    same_size_edit(there, mtime=there.stat().st_mtime)
+
+    def reads() -> int:
+        prefix = dst_name + "/"
+        return sum(
+            1
+            for rec in proftpd.transfers()
+            if rec.direction == "o" and rec.completed and rec.path.startswith(prefix)
+        )
+
+    before, stors = reads(), proftpd.stor_count()
+    report = run(proftpd, src, dst_name, verify=True, jobs=2)
+    assert report.verification is not None
+    assert report.verification.method == "download"
+    assert report.verification.compared == 40
+    assert report.verification.differ == ("d1/f37.txt",)
+    assert reads() - before == 40
+    assert report.uploaded == 1
+    assert proftpd.stor_count() - stors == 2  # that file and the state file
+    assert server_files(dst) == local_files(src)
