@@ -446,7 +446,7 @@ class _Run:
         sessions = await uploads.run(sessions, plan.uploads)
         if not sessions:
             sessions = [await self.pool.open_session(replacing=True)]
-        if plan.links:
+        if plan.links or plan.links_as_copies:
             sessions = await self._links(sessions, base, plan, remote_tree)
         if plan.delete_files or plan.delete_dirs:
             count = len(plan.delete_files) + len(plan.delete_dirs)
@@ -736,6 +736,8 @@ class _Run:
         as a copy, said once."""
         if plan.links_as_copies:
             self._note_links_as_copies(plan.links_as_copies)
+        if not plan.links:
+            return sessions
         if self.report.failed:
             # A target may be missing or partial: links wait for the next run.
             self.rec.note("not making symbolic links because some files failed")
@@ -800,7 +802,7 @@ class _Run:
         shown = "; ".join(f"{path} ({why})" for path, why in copies[:NOTICES_SHOWN])
         more = len(copies) - NOTICES_SHOWN
         tail = f"; and {more} more" if more > 0 else ""
-        self.rec.note(f"--site-symlink: uploaded as copies, not links: {shown}{tail}")
+        self.rec.note(f"--site-symlink: mirrored as copies, not links: {shown}{tail}")
 
     # --- directories --------------------------------------------------------
 

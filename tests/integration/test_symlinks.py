@@ -7,12 +7,15 @@ elsewhere in the tree: each used to be a failure, so every run exited 1 and a si
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.servers.proftpd import RemoteDir
+from asyncmirror import Report, mirror
+from tests.servers.proftpd import ProftpdServer, RemoteDir
+from tests.servers.pyftpd import start_pyftpd
 
 
 def test_linked_directories_are_uploaded_under_the_links_path_and_a_loop_is_one_notice(
@@ -47,3 +50,161 @@ def test_linked_directories_are_uploaded_under_the_links_path_and_a_loop_is_one_
     assert (served / "index.html").read_text() == "<h1>v2</h1>\n"
     assert (served / "css" / "site.css").read_text() == "body{}\n"
     assert (remote_dir.path / "v2" / "index.html").read_text() == "<h1>v2</h1>\n"
+
+
+# --- --site-symlink --------------------------------------------------------------------
+
+
+def _cli(src: Path, dst: str, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "asyncmirror.cli", str(src), dst, "--no-progress", *extra],
+        env={**os.environ, **env},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _linked_site(tmp_path: Path) -> Path:
+    """``latest -> v2``, ``home.html -> index.html``, and two links out of SRC."""
+    src = tmp_path / "site"
+    (src / "v2" / "css").mkdir(parents=True)
+    (src / "v2" / "index.html").write_text("<h1>v2</h1>\n")
+    (src / "v2" / "css" / "site.css").write_text("body{}\n")
+    (src / "index.html").write_text("<h1>home</h1>\n")
+    (src / "latest").symlink_to("v2", target_is_directory=True)
+    (src / "home.html").symlink_to("index.html")
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "logo.svg").write_text("<svg/>\n")
+    (tmp_path / "terms.txt").write_text("terms\n")
+    (src / "assets").symlink_to("../shared", target_is_directory=True)
+    (src / "terms.txt").symlink_to(tmp_path / "terms.txt")  # absolute, outside
+    return src
+
+
+def test_site_symlink_makes_links_inside_src_and_uploads_what_points_outside(
+    tmp_path: Path, ftp_env: dict[str, str], remote_dir: RemoteDir, proftpd: ProftpdServer
+) -> None:
+    src = _linked_site(tmp_path)
+    before = proftpd.stor_count()
+    run = _cli(src, remote_dir.name, ftp_env, "--site-symlink")
+    assert run.returncode == 0, run.stderr
+    assert "failed 0" in run.stderr
+    on_ftp = f"/{remote_dir.name}" if proftpd.chroot else str(remote_dir.path)
+    served = remote_dir.path
+    assert os.readlink(served / "latest") == f"{on_ftp}/v2"
+    assert os.readlink(served / "home.html") == f"{on_ftp}/index.html"
+    # Pointing outside SRC: the content, as without the option.
+    assert not (served / "assets").is_symlink()
+    assert (served / "assets" / "logo.svg").read_text() == "<svg/>\n"
+    assert not (served / "terms.txt").is_symlink()
+    assert (served / "terms.txt").read_text() == "terms\n"
+    stored = [p.removeprefix(remote_dir.name + "/") for p in proftpd.stored_paths()[before:]]
+    assert sorted(p for p in stored if not p.startswith(".ht")) == [  # not the state file
+        "assets/logo.svg",
+        "index.html",
+        "terms.txt",
+        "v2/css/site.css",
+        "v2/index.html",
+    ]
+
+    # A rerun uploads nothing and leaves the links as they are (same inodes).
+    inodes = {n: os.lstat(served / n).st_ino for n in ("latest", "home.html")}
+    again = _cli(src, remote_dir.name, ftp_env, "--site-symlink")
+    assert again.returncode == 0, again.stderr
+    assert len(proftpd.stored_paths()) == before + len(stored)
+    assert {n: os.lstat(served / n).st_ino for n in inodes} == inodes
+    assert "SITE SYMLINK" not in again.stderr
+    assert "symbolic links made" not in again.stderr
+
+    # Links gone from SRC go from the server with --delete -- the links, not
+    # what they point at.
+    (src / "latest").unlink()
+    (src / "home.html").unlink()
+    pruned = _cli(src, remote_dir.name, ftp_env, "--site-symlink", "--delete")
+    assert pruned.returncode == 0, pruned.stderr
+    assert not os.path.lexists(served / "latest")
+    assert not os.path.lexists(served / "home.html")
+    assert (served / "v2" / "index.html").read_text() == "<h1>v2</h1>\n"
+    assert (served / "v2" / "css" / "site.css").read_text() == "body{}\n"
+    assert (served / "index.html").read_text() == "<h1>home</h1>\n"
+
+
+def test_site_symlink_replaces_a_link_that_points_elsewhere(
+    tmp_path: Path, ftp_env: dict[str, str], remote_dir: RemoteDir, proftpd: ProftpdServer
+) -> None:
+    src = _linked_site(tmp_path)
+    (src / "v1").mkdir()
+    (src / "v1" / "index.html").write_text("<h1>v1</h1>\n")
+    assert _cli(src, remote_dir.name, ftp_env, "--site-symlink").returncode == 0
+    (src / "latest").unlink()
+    (src / "latest").symlink_to("v1", target_is_directory=True)
+    before = proftpd.stor_count()
+    run = _cli(src, remote_dir.name, ftp_env, "--site-symlink")
+    assert run.returncode == 0, run.stderr
+    on_ftp = f"/{remote_dir.name}" if proftpd.chroot else str(remote_dir.path)
+    assert os.readlink(remote_dir.path / "latest") == f"{on_ftp}/v1"
+    assert proftpd.stor_count() == before
+    assert (remote_dir.path / "v2" / "index.html").read_text() == "<h1>v2</h1>\n"
+
+
+def test_without_site_symlink_links_inside_src_still_go_up_as_content(
+    tmp_path: Path, ftp_env: dict[str, str], remote_dir: RemoteDir
+) -> None:
+    src = _linked_site(tmp_path)
+    run = _cli(src, remote_dir.name, ftp_env)
+    assert run.returncode == 0, run.stderr
+    served = remote_dir.path
+    assert not (served / "latest").is_symlink()
+    assert (served / "latest" / "css" / "site.css").read_text() == "body{}\n"
+    assert not (served / "home.html").is_symlink()
+    assert (served / "home.html").read_text() == "<h1>home</h1>\n"
+
+
+def test_site_symlink_on_a_server_without_it_uploads_the_content_with_one_note(
+    tmp_path: Path,
+) -> None:
+    server = start_pyftpd(tmp_path / "server")
+    try:
+        src = _linked_site(tmp_path)
+
+        def go() -> Report:
+            return asyncio.run(
+                mirror(
+                    str(src),
+                    "site",
+                    host=server.host,
+                    port=server.port,
+                    user=server.user,
+                    password=server.password,
+                    ca_file=str(server.ca_file),
+                    jobs=2,
+                    timeout=20,
+                    retries=1,
+                    site_symlink=True,
+                )
+            )
+
+        report = go()
+        assert report.exit_code == 0, report.failed
+        refused = [n for n in report.notes if "refused SITE SYMLINK" in n]
+        assert len(refused) == 1, report.notes
+        assert "home.html" in refused[0]
+        assert "latest" in refused[0]
+        served = server.home / "site"
+        assert not (served / "latest").is_symlink()
+        assert (served / "latest" / "index.html").read_text() == "<h1>v2</h1>\n"
+        assert (served / "latest" / "css" / "site.css").read_text() == "body{}\n"
+        assert (served / "home.html").read_text() == "<h1>home</h1>\n"
+        received = len(server.snapshot_received())
+        site_files = [p for p in server.snapshot_received() if "/.ht" not in p]
+        assert len(site_files) == 8, site_files  # 5 files; latest's 2 and home.html as copies
+
+        again = go()
+        assert again.exit_code == 0, again.failed
+        assert len(server.snapshot_received()) == received
+        assert not [n for n in again.notes if "refused SITE SYMLINK" in n]
+    finally:
+        server.stop()
