@@ -392,7 +392,7 @@ class _Run:
 
         base = self.base = self.store.base = self._remote_base()
         if self.options.site_symlink:
-            self.plan_options = self.plan_options._replace(link_root=base)
+            self._place_links(base, tree)
         if self.options.swap:
             refusal = releases.why_not_switchable(base, self.pool.quirks.home)
             if refusal is not None:
@@ -711,6 +711,19 @@ class _Run:
 
     # --- --site-symlink ---------------------------------------------------------
 
+    def _place_links(self, base: str, tree: LocalTree) -> None:
+        """Links are made under ``base`` -- unless the login is chrooted: SITE
+        SYMLINK (ProFTPD) writes absolute targets in the FTP namespace, which a
+        web server outside the FTP root would resolve elsewhere."""
+        if (self.pool.quirks.home or "/") != "/":
+            self.plan_options = self.plan_options._replace(link_root=base)
+        elif tree.links:
+            self.rec.note(
+                f"--site-symlink: {len(tree.links)} links mirrored as copies: the login "
+                "directory is / (a chrooted login), and SITE SYMLINK writes absolute targets "
+                "that a web server outside the FTP root would not find"
+            )
+
     async def _read_remote_links(
         self, sessions: list[Session], base: str, tree: LocalTree, remote_tree: RemoteTree
     ) -> list[Session]:
@@ -760,12 +773,6 @@ class _Run:
             line = f"SITE SYMLINK {lk.target} {remote.remote_join(base, lk.path)}"
             commands.append((line, ("SITE", lk)))
         sessions[0] = await run_batch(self.pool, sessions[0], commands, on_reply=on_reply)
-        if len(refused) < len(plan.links) and self.pool.quirks.home == "/":
-            self.rec.note(
-                "symbolic links made with absolute targets in the FTP namespace "
-                f"(e.g. {plan.links[0].target}); the login looks chrooted (its directory "
-                "is /), so a web server outside the FTP root may not follow them"
-            )
         if not refused:
             return sessions
         first = refused[min(refused)]
