@@ -751,19 +751,22 @@ class _Run:
             self._note_links_as_copies(plan.links_as_copies)
         if not plan.links:
             return sessions
-        if self.report.failed:
-            # A target may be missing or partial: links wait for the next run.
-            self.rec.note("not making symbolic links because some files failed")
-            return sessions
+        # Made even when some upload failed: a link to a directory missing a file
+        # is no worse than a copy missing it, and a missing target is refused (550)
+        # and goes up as a copy, which fails (and is reported) as its target did.
         refused: dict[str, str] = {}  # link path -> the server's reply
+        stuck: set[str] = set()  # old links that would not go: no copy through them
 
         def on_reply(key: tuple[str, Link], reply: Reply) -> None:
             verb, lk = key
             if verb == "DELE":
-                return  # a refused DELE shows up as the SITE SYMLINK's "exists"
-            if reply.is_complete:
+                if not reply.is_complete:
+                    stuck.add(lk.path)
+                    why = f"could not remove the link to elsewhere: {reply.code} {reply.text}"
+                    self.rec.failed(lk.path, why)
+            elif reply.is_complete:
                 self.rec.linked(lk.path, lk.target)
-            else:
+            elif lk.path not in stuck:
                 refused[lk.path] = f"{reply.code} {reply.text}"
 
         commands: list[tuple[str, tuple[str, Link]]] = []
