@@ -115,9 +115,15 @@ def test_site_symlink_makes_links_inside_src_and_uploads_what_points_outside(
     name, env = "linked", _env(unjailed)
     served = unjailed.home / name
     before = unjailed.stor_count()
-    run = _cli(src, name, env, "--site-symlink")
+    dry = _cli(src, name, env, "--site-symlink", "--dry-run", "-v")
+    assert dry.returncode == 0, dry.stderr
+    assert f"Making symbolic link `latest' to `{served}/v2'" in dry.stderr
+    assert "latest/index.html" not in dry.stderr
+    assert not served.exists()
+    run = _cli(src, name, env, "--site-symlink", "-v")
     assert run.returncode == 0, run.stderr
     assert "failed 0" in run.stderr
+    assert f"Making symbolic link `home.html' to `{served}/index.html'" in run.stderr
     # Real links on the server's disk, which the web server follows too.
     assert os.readlink(served / "latest") == str(served / "v2")
     assert os.readlink(served / "home.html") == str(served / "index.html")
