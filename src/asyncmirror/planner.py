@@ -285,7 +285,7 @@ def _why_copy(lk: LocalLink, local: LocalTree, remote: RemoteTree, root: str) ->
     if lk.path not in remote.links and (
         lk.path in remote.files or lk.path in remote.dirs or lk.path in remote.others
     ):
-        return "the server holds a real file or directory there; remove it to get the link"
+        return "the server holds a real file or directory there; remove it to get a link"
     if _under_any(lk.path, set(remote.links)):
         return "a link on the server is above it"
     return None
