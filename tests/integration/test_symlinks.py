@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -208,11 +209,20 @@ def test_without_site_symlink_links_inside_src_still_go_up_as_content(
     assert (served / "home.html").read_text() == "<h1>home</h1>\n"
 
 
+@pytest.mark.parametrize(
+    ("config", "code"),
+    [
+        pytest.param({"site_misc": False}, "500", id="no-mod_site_misc"),
+        pytest.param(
+            {"extra_config": "<Limit SITE_SYMLINK>\n  DenyAll\n</Limit>"}, "550", id="denied"
+        ),
+    ],
+)
 def test_site_symlink_on_a_server_without_it_uploads_the_content_with_one_note(
-    tmp_path: Path,
+    tmp_path: Path, config: dict[str, Any], code: str
 ) -> None:
     _require_proftpd()
-    server = start_proftpd(tmp_path / "server", chroot=False, site_misc=False)
+    server = start_proftpd(tmp_path / "server", chroot=False, **config)
     try:
         src = _linked_site(tmp_path)
 
@@ -236,7 +246,7 @@ def test_site_symlink_on_a_server_without_it_uploads_the_content_with_one_note(
         report = go()
         assert report.exit_code == 0, report.failed
         assert len(report.notes) == 1, report.notes
-        assert "refused SITE SYMLINK (500 " in report.notes[0]
+        assert f"refused SITE SYMLINK ({code} " in report.notes[0]
         assert (
             "2 links uploaded as copies of their targets instead: home.html, latest"
             in (report.notes[0])
