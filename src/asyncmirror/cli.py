@@ -197,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="check each upload by the server's digest command, not by its size alone",
     )
     g.add_argument(
+        "--site-symlink",
+        action="store_true",
+        help="make links to paths inside SRC as links on the server (SITE SYMLINK, ProFTPD's "
+        "mod_site_misc) instead of uploading their targets again; where the server refuses, "
+        "upload the content as without it",
+    )
+    g.add_argument(
         "--no-set-mtime",
         dest="set_mtime",
         action="store_false",

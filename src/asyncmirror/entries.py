@@ -34,10 +34,22 @@ class LocalFile(NamedTuple):
     abspath: str  # what to open; for a symlink, the link (open() follows it)
 
 
+class LocalLink(NamedTuple):
+    """A symbolic link under SRC whose target is under SRC too (``--site-symlink``).
+
+    The scan still follows it (its content is in ``files``/``dirs`` under
+    ``path``): that content is what goes up where the server cannot make links.
+    """
+
+    path: str
+    target: str  # the target's path relative to SRC (links resolved), never ""
+    is_dir: bool
+
+
 class LocalTree:
     """What the scan of SRC found, already filtered by the exclude rules."""
 
-    __slots__ = ("dirs", "files", "notices", "problems", "root")
+    __slots__ = ("dirs", "files", "links", "notices", "problems", "root")
 
     def __init__(
         self,
@@ -55,6 +67,8 @@ class LocalTree:
         #: (path, why) of what FTP cannot carry and was not meant to (a FIFO, a
         #: link to its own ancestor, a broken link): said, not counted as failures
         self.notices: list[tuple[str, str]] = [] if notices is None else notices
+        #: links to paths inside SRC, by path: only when the scan was asked for them
+        self.links: dict[str, LocalLink] = {}
 
     def __repr__(self) -> str:
         # Short on purpose: asyncio may repr a finished future holding a tree
@@ -70,6 +84,8 @@ class ListedEntry(NamedTuple):
     size: int | None
     mtime: float | None  # seconds since the epoch, UTC (LIST times shifted by --remote-timezone)
     precision: float  # how far ``mtime`` may be from the truth, in seconds (0 = exact)
+    #: a symbolic link's target, when the listing shows it (LIST, MLSD's slink:)
+    target: str | None = None
 
 
 class RemoteFile(NamedTuple):
@@ -82,7 +98,7 @@ class RemoteFile(NamedTuple):
 class RemoteTree:
     """What the listing of DST found.  ``exists`` is False when DST itself is missing."""
 
-    __slots__ = ("dirs", "exists", "files", "others")
+    __slots__ = ("dirs", "exists", "files", "links", "others")
 
     def __init__(
         self,
@@ -94,8 +110,11 @@ class RemoteTree:
         self.exists = exists
         self.files: dict[str, RemoteFile] = {} if files is None else files
         self.dirs: set[str] = set() if dirs is None else dirs
-        #: symlinks and specials: never touched
+        #: symlinks and specials: never touched (but see ``links``)
         self.others: set[str] = set() if others is None else others
+        #: the symlinks among ``others``, with their target when the listing showed
+        #: it; ``--site-symlink`` makes, replaces and deletes these
+        self.links: dict[str, str | None] = {}
 
     def __repr__(self) -> str:
         return f"<RemoteTree: {len(self.files)} files, {len(self.dirs)} dirs>"

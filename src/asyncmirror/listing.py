@@ -97,6 +97,7 @@ def parse_mlsd_line(line: str) -> ListedEntry | None:
     kind = _mlsd_kind(facts)
     if kind is None:
         return None
+    target = _slink_target(facts) if kind is Kind.LINK else None
 
     size: int | None = None
     if kind in (Kind.FILE, Kind.DIR):  # a link's or device's size says nothing useful
@@ -116,7 +117,18 @@ def parse_mlsd_line(line: str) -> ListedEntry | None:
             _, dot, fraction = modify.strip().partition(".")
             if dot and fraction:
                 precision = 10.0 ** -len(fraction)
-    return ListedEntry(name=name, kind=kind, size=size, mtime=mtime, precision=precision)
+    return ListedEntry(
+        name=name, kind=kind, size=size, mtime=mtime, precision=precision, target=target
+    )
+
+
+def _slink_target(facts: dict[str, str]) -> str | None:
+    """The target in ``type=OS.unix=slink:/t`` (or ``OS.unix=slink:/t``), if shown."""
+    for value in (facts.get("type", ""), facts.get("os.unix", "")):
+        kind, colon, target = value.partition(":")
+        if colon and target and kind.lower() in ("os.unix=slink", "slink"):
+            return target
+    return None
 
 
 # --- LIST: Unix "ls -l" style ------------------------------------------------------
@@ -179,9 +191,11 @@ def _parse_unix(line: str, now: datetime, tz: tzinfo) -> ListedEntry | None:
         return None
     kind = _UNIX_KINDS.get(match["type"].lower(), Kind.OTHER)
     name = match["name"]
+    target: str | None = None
     if kind is Kind.LINK:
         # "name -> target": ls has no escaping, so the first arrow is the best guess.
-        name = name.partition(" -> ")[0]
+        name, arrow, target = name.partition(" -> ")
+        target = target if arrow and target else None
     if not is_safe_name(name):
         return None
 
@@ -200,7 +214,9 @@ def _parse_unix(line: str, now: datetime, tz: tzinfo) -> ListedEntry | None:
             precision = 60.0
     except (ValueError, OverflowError):  # "Feb 30", "25:00": not a real listing line
         return None
-    return ListedEntry(name=name, kind=kind, size=size, mtime=mtime, precision=precision)
+    return ListedEntry(
+        name=name, kind=kind, size=size, mtime=mtime, precision=precision, target=target
+    )
 
 
 # --- LIST: DOS / IIS style ---------------------------------------------------------

@@ -15,6 +15,10 @@ What it keeps and what it reports:
   ``--dereference`` do: FTP cannot make links, and on a website a link such
   as ``latest -> v2`` must become a directory.  Only a link (or bind mount) to
   a directory it is inside is a loop: a notice, and skipped.
+* With ``links=True`` (``--site-symlink``), a symbolic link whose target
+  resolves inside SRC is also recorded in ``tree.links`` (its target relative
+  to SRC), to be made as a link on the server; it is followed all the same, so
+  its content is there for a server that cannot make links.
 * Excluded paths are dropped silently, and excluded directories are not
   entered: nothing below them is looked at.
 * What FTP cannot carry and nobody meant to upload -- sockets, FIFOs, devices,
@@ -41,7 +45,7 @@ import stat
 import threading
 from collections.abc import Callable
 
-from asyncmirror.entries import LocalFile, LocalTree
+from asyncmirror.entries import LocalFile, LocalLink, LocalTree
 from asyncmirror.errors import ScanStopped, UsageError
 from asyncmirror.filters import FilterSet
 
@@ -112,6 +116,7 @@ def scan(
     on_enough: Callable[[], None] | None = None,
     count_dirs: bool = True,
     stop: threading.Event | None = None,
+    links: bool = False,
 ) -> LocalTree:
     """Scan the directory *root* and return what :class:`LocalTree` holds.
 
@@ -130,6 +135,8 @@ def scan(
     with :class:`~asyncmirror.errors.ScanStopped`: a thread cannot be
     cancelled, and a run that ends early (a refused login) must not wait for
     a large tree.
+
+    ``links`` records links to paths inside SRC in ``tree.links`` (see above).
     """
     top, top_st = _root_dir(root)
     tree = LocalTree(root=top)
@@ -154,6 +161,7 @@ def scan(
             on_enough = None  # once
 
     stopped = stop.is_set if stop is not None else _never
+    inside = _Inside(top) if links else None
     while stack:
         if stopped():
             raise ScanStopped(len(files) + len(dirs))
@@ -216,10 +224,14 @@ def scan(
                             continue
                         dirs.add(rel)
                         stack.append((entry.path, rel + "/", (*above, me)))
+                        if inside is not None and entry.is_symlink():
+                            inside.record(tree, rel, entry.path, is_dir=True)
                         notify_if_enough()
                     elif _is_file(entry):
                         st = entry.stat()  # cached on the entry; follows a symlink
                         files[rel] = LocalFile(rel, st.st_size, st.st_mtime, entry.path)
+                        if inside is not None and entry.is_symlink():
+                            inside.record(tree, rel, entry.path, is_dir=False)
                         notify_if_enough()
                     else:
                         why = _other_kind(entry)
@@ -232,6 +244,27 @@ def scan(
                     problems.append((display_path(rel), _why(exc)))
     notify_if_enough()
     return tree
+
+
+class _Inside:
+    """Which links point inside SRC, and where (``--site-symlink``)."""
+
+    __slots__ = ("real_top",)
+
+    def __init__(self, top: str) -> None:
+        self.real_top = os.path.realpath(top)
+
+    def record(self, tree: LocalTree, rel: str, link: str, *, is_dir: bool) -> None:
+        # realpath resolves the whole chain (a link to a link), and ".." after a
+        # link as the kernel does; an absolute link into SRC counts as inside.
+        target = os.path.realpath(link)
+        try:
+            inner = os.path.relpath(target, self.real_top)
+        except ValueError:  # another drive (Windows)
+            return
+        if inner == "." or inner == ".." or inner.startswith(".." + os.sep):
+            return  # outside SRC (or SRC itself): its content goes up, as without the option
+        tree.links[rel] = LocalLink(rel, inner.replace(os.sep, "/"), is_dir)
 
 
 def _ancestor(prefix: str, above: tuple[tuple[int, int], ...], me: tuple[int, int]) -> str:

@@ -33,7 +33,7 @@ from .keepalive import kept_alive
 from .leftovers import Leftovers
 from .names import LEGACY_STATE_NAME, LOCK_DIR, STATE_NAME
 from .options import Options
-from .planner import Plan, PlanOptions, Reason, Upload, content_candidates, make_plan
+from .planner import Link, Plan, PlanOptions, Reason, Upload, content_candidates, make_plan
 from .pool import Pool
 from .recorder import Recorder
 from .replies import Reply
@@ -85,6 +85,7 @@ async def mirror(
     break_lock: bool = False,
     verify: bool = False,
     checksum: bool = False,
+    site_symlink: bool = False,
 ) -> Report:
     """Mirror the local directory ``src`` to ``dst`` on an FTPS server.
 
@@ -123,6 +124,13 @@ async def mirror(
     ``report.verification``, and the state file is rewritten from what was
     compared.  ``checksum`` checks each upload by the server's digest command
     (when it has one) instead of its size alone.
+
+    ``site_symlink`` makes each symbolic link in ``src`` whose target is in
+    ``src`` too as a link on the server (``SITE SYMLINK``, ProFTPD's
+    mod_site_misc), after the uploads, instead of uploading its target's
+    content again; a server that refuses gets the content (one note).  ProFTPD
+    writes the target as an absolute path in the FTP namespace.  Not with
+    ``swap``, whose renames would leave such targets pointing at the old names.
     """
     return await run_mirror(src, dst, Options.from_mapping(locals()))
 
@@ -141,6 +149,12 @@ async def run_mirror(src: str, dst: str, options: Options) -> Report:
                 f"the {what} contains a line break (CR or LF)",
                 hint="strip the line ends from where it comes from (e.g. a CRLF .env file)",
             )
+    if options.site_symlink and options.swap:
+        raise errors.UsageError(
+            "--site-symlink cannot be used with --swap",
+            hint="SITE SYMLINK writes absolute targets, which the switch's renames would "
+            "leave pointing into the staging name; drop one of them",
+        )
     run = _Run(src, dst, options)
     if options.deadline is None:
         return await run.run()
@@ -342,6 +356,7 @@ class _Run:
                 on_enough=enough,
                 count_dirs=self.plan_options.delete,
                 stop=stop,
+                links=self.options.site_symlink,
             )
         )
 
@@ -376,6 +391,8 @@ class _Run:
             self.rec.failed(path, why)
 
         base = self.base = self.store.base = self._remote_base()
+        if self.options.site_symlink:
+            self._place_links(base, tree)
         if self.options.swap:
             refusal = releases.why_not_switchable(base, self.pool.quirks.home)
             if refusal is not None:
@@ -429,6 +446,8 @@ class _Run:
         sessions = await uploads.run(sessions, plan.uploads)
         if not sessions:
             sessions = [await self.pool.open_session(replacing=True)]
+        if plan.links or plan.links_as_copies:
+            sessions = await self._links(sessions, base, plan, remote_tree)
         if plan.delete_files or plan.delete_dirs:
             count = len(plan.delete_files) + len(plan.delete_dirs)
             if self.report.failed:
@@ -458,6 +477,7 @@ class _Run:
     ) -> tuple[Plan, RemoteTree, list[Session]]:
         """Read DST (and the state file when it can help) and decide what to do."""
         remote_tree, sessions = await self._look_at_remote(sessions, base, tree)
+        sessions = await self._read_remote_links(sessions, base, tree, remote_tree)
         options = self.plan_options
         if tree.problems:
             # Never delete under a path we could not read: its contents are unknown.
@@ -511,6 +531,7 @@ class _Run:
             or plan.clear_first
             or plan.delete_files
             or plan.delete_dirs
+            or plan.links
             or not remote_tree.exists
             or (self.store.in_dst and (self.store.dirty or STATE_NAME not in remote_tree.files))
         )
@@ -687,6 +708,111 @@ class _Run:
         dst = self.dst.strip() or "."
         base = posixpath.normpath(posixpath.join(home, dst))
         return base if base.startswith("/") else "/" + base
+
+    # --- --site-symlink ---------------------------------------------------------
+
+    def _place_links(self, base: str, tree: LocalTree) -> None:
+        """Links are made under ``base`` -- unless the login is chrooted: SITE
+        SYMLINK (ProFTPD) writes absolute targets in the FTP namespace, which a
+        web server outside the FTP root would resolve elsewhere."""
+        if (self.pool.quirks.home or "/") != "/":
+            self.plan_options = self.plan_options._replace(link_root=base)
+        elif tree.links:
+            self.rec.note(
+                f"--site-symlink: {len(tree.links)} links mirrored as copies: the login "
+                "directory is / (a chrooted login), and SITE SYMLINK writes absolute targets "
+                "that a web server outside the FTP root would not find"
+            )
+
+    async def _read_remote_links(
+        self, sessions: list[Session], base: str, tree: LocalTree, remote_tree: RemoteTree
+    ) -> list[Session]:
+        """With --site-symlink: which of SRC's links are links on the server already."""
+        if self.plan_options.link_root is None or not tree.links or not remote_tree.exists:
+            return sessions
+        sessions[0] = await remote.read_links(
+            self.pool,
+            sessions[0],
+            base,
+            remote_tree,
+            tree.links,
+            tz=self.options.remote_timezone,
+            now=datetime.now(UTC),
+        )
+        return sessions
+
+    async def _links(
+        self, sessions: list[Session], base: str, plan: Plan, remote_tree: RemoteTree
+    ) -> list[Session]:
+        """Make the planned links (after the uploads, so that every target is
+        complete when a link to it appears); what the server refuses goes up
+        as a copy, said once."""
+        if plan.links_as_copies:
+            self._note_links_as_copies(plan.links_as_copies)
+        if not plan.links:
+            return sessions
+        # Made even when some upload failed: a link to a directory missing a file
+        # is no worse than a copy missing it, and a missing target is refused (550)
+        # and goes up as a copy, which fails (and is reported) as its target did.
+        refused: dict[str, str] = {}  # link path -> the server's reply
+        stuck: set[str] = set()  # old links that would not go: no copy through them
+
+        def on_reply(key: tuple[str, Link], reply: Reply) -> None:
+            verb, lk = key
+            if verb == "DELE":
+                if not reply.is_complete:
+                    stuck.add(lk.path)
+                    why = f"could not remove the link to elsewhere: {reply.code} {reply.text}"
+                    self.rec.failed(lk.path, why)
+            elif reply.is_complete:
+                self.rec.linked(lk.path, lk.target)
+            elif lk.path not in stuck:
+                refused[lk.path] = f"{reply.code} {reply.text}"
+
+        commands: list[tuple[str, tuple[str, Link]]] = []
+        for lk in plan.links:
+            if lk.replace:
+                commands.append((f"DELE {remote.remote_join(base, lk.path)}", ("DELE", lk)))
+            line = f"SITE SYMLINK {lk.target} {remote.remote_join(base, lk.path)}"
+            commands.append((line, ("SITE", lk)))
+        sessions[0] = await run_batch(self.pool, sessions[0], commands, on_reply=on_reply)
+        if not refused:
+            return sessions
+        first = refused[min(refused)]
+        shown = ", ".join(sorted(refused)[:NOTICES_SHOWN])
+        more = f" and {len(refused) - NOTICES_SHOWN} more" if len(refused) > NOTICES_SHOWN else ""
+        self.rec.note(
+            f"the server refused SITE SYMLINK ({first}): {len(refused)} links uploaded as "
+            f"copies of their targets instead: {shown}{more}"
+        )
+        instead = plan.fallback(refused)
+        if instead.mkdirs:
+            paths = [remote.remote_join(base, d) for d in instead.mkdirs]
+            sessions[0] = await self._mkdirs(sessions[0], paths, [])
+        if instead.uploads:
+            sessions = await self._copies_uploads(base, remote_tree).run(sessions, instead.uploads)
+            if not sessions:
+                sessions = [await self.pool.open_session(replacing=True)]
+        return sessions
+
+    def _copies_uploads(self, base: str, remote_tree: RemoteTree) -> Uploads:
+        return Uploads(
+            self.pool,
+            self.rec,
+            self.store,
+            self.leftovers,
+            base=base,
+            remote_tree=remote_tree,
+            atomic=self.options.atomic,
+            set_mtime=self.options.set_mtime,
+            checksum=self.options.checksum,
+        )
+
+    def _note_links_as_copies(self, copies: list[tuple[str, str]]) -> None:
+        shown = "; ".join(f"{path} ({why})" for path, why in copies[:NOTICES_SHOWN])
+        more = len(copies) - NOTICES_SHOWN
+        tail = f"; and {more} more" if more > 0 else ""
+        self.rec.note(f"--site-symlink: mirrored as copies, not links: {shown}{tail}")
 
     # --- directories --------------------------------------------------------
 

@@ -68,6 +68,8 @@ class Options:
     verify: bool = False
     #: Check each upload by the server's digest command, not its size alone.
     checksum: bool = False
+    #: Make links to paths inside SRC as links on the server (SITE SYMLINK).
+    site_symlink: bool = False
 
     def __post_init__(self) -> None:
         # Frozen means frozen: a caller's list changed later must not change the run.

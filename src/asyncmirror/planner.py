@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from enum import Enum, StrEnum
 from typing import TYPE_CHECKING, NamedTuple
 
-from .entries import LocalFile, LocalTree, RemoteFile, RemoteTree
+from .entries import LocalFile, LocalLink, LocalTree, RemoteFile, RemoteTree
 
 if TYPE_CHECKING:
     from .state import StateEntry
@@ -48,6 +48,14 @@ class Conflict(NamedTuple):
     why: str
 
 
+class Link(NamedTuple):
+    """A symbolic link to make with ``SITE SYMLINK target path`` (``--site-symlink``)."""
+
+    path: str  # relative to DST
+    target: str  # absolute on the server: what SITE SYMLINK gets and ProFTPD writes
+    replace: bool  # a link to elsewhere is there: DELE it first
+
+
 class PlanOptions(NamedTuple):
     only_newer: bool = True  # False: upload whenever size or time differ at all
     delete: bool = False
@@ -56,6 +64,9 @@ class PlanOptions(NamedTuple):
     #: Paths (and what is under them) never deleted: SRC paths that could not
     #: be read, whose contents are unknown.
     protected: tuple[str, ...] = ()
+    #: ``--site-symlink``: DST's absolute path on the server, which the links'
+    #: targets are written under; None makes no links (their content goes up).
+    link_root: str | None = None
 
 
 DEFAULTS = PlanOptions()
@@ -67,6 +78,10 @@ class Plan:
         "conflicts",
         "delete_dirs",
         "delete_files",
+        "held",
+        "links",
+        "links_as_copies",
+        "links_kept",
         "mkdirs",
         "skipped",
         "uploads",
@@ -80,6 +95,25 @@ class Plan:
         self.delete_files: list[str] = []
         self.delete_dirs: list[str] = []  # children before parents
         self.conflicts: list[Conflict] = []
+        #: --site-symlink: links to make, after the uploads (their targets exist then)
+        self.links: list[Link] = []
+        #: links already on the server with the right target: nothing to do
+        self.links_kept: list[str] = []
+        #: (path, why) of links inside SRC that go up as copies all the same
+        self.links_as_copies: list[tuple[str, str]] = []
+        #: the content under ``links``, planned as new: what goes up for a link
+        #: the server refuses to make (see :meth:`fallback`)
+        self.held: Plan | None = None
+
+    def fallback(self, refused: Iterable[str]) -> Plan:
+        """The part of ``held`` under the ``refused`` link paths: what goes up instead."""
+        out = Plan()
+        gone = set(refused)
+        if self.held is None or not gone:
+            return out
+        out.mkdirs = [d for d in self.held.mkdirs if _at_or_under_any(d, gone)]
+        out.uploads = [u for u in self.held.uploads if _at_or_under_any(u.path, gone)]
+        return out
 
     def __repr__(self) -> str:
         deletions = len(self.delete_files) + len(self.delete_dirs)
@@ -183,7 +217,111 @@ def _by_listing(local: LocalFile, remote: RemoteFile | None, *, only_newer: bool
 
 
 def make_plan(local: LocalTree, remote: RemoteTree, options: PlanOptions = DEFAULTS) -> Plan:
-    """Compare the trees.  Never touches the network, the disk or the clock."""
+    """Compare the trees.  Never touches the network, the disk or the clock.
+
+    With ``options.link_root`` (``--site-symlink``) the links in ``local.links``
+    are planned as links (:func:`plan_links`): their content is left out of the
+    uploads (kept in ``plan.held`` for a server that refuses), what the server
+    holds under them is never deleted, and with ``delete`` the server's links
+    that SRC does not have are deleted like files.
+    """
+    if options.link_root is None or not (local.links or remote.links):
+        return _make_plan(local, remote, options)
+    links, kept, copies = plan_links(local, remote, options.link_root)
+    as_links = [lk.path for lk in links] + kept
+    own, held = _split(local, as_links)
+    plan = _make_plan(own, remote, options._replace(protected=(*options.protected, *as_links)))
+    plan.links, plan.links_kept, plan.links_as_copies = links, kept, copies
+    if links:
+        made = {lk.path for lk in links}
+        plan.held = _make_plan(
+            _split(held, made)[1], _without_under(remote, made), options._replace(delete=False)
+        )
+    return plan
+
+
+def plan_links(
+    local: LocalTree, remote: RemoteTree, root: str
+) -> tuple[list[Link], list[str], list[tuple[str, str]]]:
+    """Each link of ``local.links``: to make (or replace), already right, or a copy.
+
+    A link goes up as a copy of its target (as without ``--site-symlink``) when
+    its target is not mirrored, when the server holds a real file or directory
+    at its path, or when its path or target has white space (``SITE SYMLINK``
+    takes two space-separated words).  A link inside another link's content
+    needs nothing of its own.
+    """
+    links: list[Link] = []
+    kept: list[str] = []
+    copies: list[tuple[str, str]] = []
+    taken: set[str] = set()  # link paths made or kept: what is under them comes along
+    for lk in sorted(local.links.values()):
+        if _under_any(lk.path, taken):
+            continue
+        why = _why_copy(lk, local, remote, root)
+        if why is not None:
+            copies.append((lk.path, why))
+            continue
+        taken.add(lk.path)
+        target = _server_target(root, lk.target)
+        if lk.path not in remote.links:
+            links.append(Link(lk.path, target, replace=False))
+        elif remote.links[lk.path] == target:
+            kept.append(lk.path)
+        else:  # elsewhere, or a listing that does not show targets
+            links.append(Link(lk.path, target, replace=True))
+    return links, kept, copies
+
+
+def _server_target(root: str, target: str) -> str:
+    return f"{root.rstrip('/')}/{target}"
+
+
+def _why_copy(lk: LocalLink, local: LocalTree, remote: RemoteTree, root: str) -> str | None:
+    if lk.target not in (local.dirs if lk.is_dir else local.files):
+        return "its target is not mirrored"
+    if any(c.isspace() for c in lk.path + _server_target(root, lk.target)):
+        return "SITE SYMLINK cannot take white space in a path"
+    if lk.path not in remote.links and (
+        lk.path in remote.files or lk.path in remote.dirs or lk.path in remote.others
+    ):
+        return "the server holds a real file or directory there; remove it to get a link"
+    if _under_any(lk.path, set(remote.links)):
+        return "a link on the server is above it"
+    return None
+
+
+def _at_or_under_any(path: str, tops: set[str]) -> bool:
+    return path in tops or _under_any(path, tops)
+
+
+def _split(local: LocalTree, tops: Iterable[str]) -> tuple[LocalTree, LocalTree]:
+    """``local`` without what is at or under ``tops``, and that part alone."""
+    top_set = set(tops)
+    own = LocalTree(local.root, problems=local.problems, notices=local.notices)
+    part = LocalTree(local.root)
+    for path, lf in local.files.items():
+        (part if _at_or_under_any(path, top_set) else own).files[path] = lf
+    for d in local.dirs:
+        (part if _at_or_under_any(d, top_set) else own).dirs.add(d)
+    for path, lk in local.links.items():
+        (part if _at_or_under_any(path, top_set) else own).links[path] = lk
+    return own, part
+
+
+def _without_under(remote: RemoteTree, tops: set[str]) -> RemoteTree:
+    """``remote`` as it will be once the links at ``tops`` are gone."""
+    out = RemoteTree(
+        remote.exists,
+        files={p: f for p, f in remote.files.items() if not _at_or_under_any(p, tops)},
+        dirs={d for d in remote.dirs if not _at_or_under_any(d, tops)},
+        others={o for o in remote.others if not _at_or_under_any(o, tops)},
+    )
+    out.links = {p: t for p, t in remote.links.items() if not _at_or_under_any(p, tops)}
+    return out
+
+
+def _make_plan(local: LocalTree, remote: RemoteTree, options: PlanOptions) -> Plan:
     plan = Plan()
     excluded = _protecting(options.excluded or _nothing_excluded, options.protected)
 
@@ -220,12 +358,27 @@ def make_plan(local: LocalTree, remote: RemoteTree, options: PlanOptions = DEFAU
                 and not _under_any_excluded(path, excluded)
             ):
                 plan.delete_files.append(path)
+        if options.link_root is not None:
+            # --site-symlink: the server's links that SRC lacks go like files.
+            # Nothing is deleted *through* a link: that would reach its target.
+            for path in remote.links:
+                if (
+                    path not in local.links
+                    and path not in local.files
+                    and path not in local.dirs
+                    and not excluded(path, False)
+                    and not _under_any_excluded(path, excluded)
+                ):
+                    plan.delete_files.append(path)
+            links_above = set(remote.links)
+            plan.delete_files = [f for f in plan.delete_files if not _under_any(f, links_above)]
         gone_dirs = [
             d
             for d in remote.dirs
             if d not in local.dirs
             and not excluded(d, True)
             and not _under_any_excluded(d, excluded)
+            and not (options.link_root is not None and _under_any(d, set(remote.links)))
         ]
         # A directory can only go when nothing is left in it: not when it
         # holds excluded entries that we must leave alone.
@@ -283,7 +436,7 @@ def _dirs_holding_kept(
     keep: set[str] = set()
     survivors = [p for p in remote.files if p not in deleted_files]
     survivors += [d for d in remote.dirs if d not in gone_dirs]
-    survivors += list(remote.others)
+    survivors += [o for o in remote.others if o not in deleted_files]
     for p in survivors:
         keep.update(_parents(p))
     return keep

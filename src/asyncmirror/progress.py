@@ -60,6 +60,9 @@ class ConsoleEvents(Events):
                 "delete": "Removing old file",
                 "rmdir": "Removing old directory",
             }
+            if verb == "link":  # lftp's words for the same
+                self._print(f"Making symbolic link `{path}' to `{detail}'")
+                return
             extra = f" ({detail})" if detail else ""
             self._print(f"{words.get(verb, verb)} `{path}'{extra}")
 

@@ -42,6 +42,10 @@ class Recorder:
         self.report.mkdirs += 1
         self.events.action("mkdir", path)
 
+    def linked(self, path: str, target: str) -> None:
+        """A symbolic link made on the server (``--site-symlink``)."""
+        self.events.action("link", path, target)
+
     def deleted(self, path: str) -> None:
         self.report.deleted += 1
         self.events.action("delete", path)
@@ -67,6 +71,8 @@ class Recorder:
             self.events.action("mkdir", d)
         for u in plan.uploads:
             self.events.action("upload", u.path, u.reason.value)
+        for lk in plan.links:
+            self.events.action("link", lk.path, lk.target)
         for f in plan.clear_first + plan.delete_files:
             self.events.action("delete", f)
         for d in plan.delete_dirs:

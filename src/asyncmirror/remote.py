@@ -23,7 +23,8 @@ from . import datachannel, errors
 from .entries import Kind, ListedEntry, LocalTree, RemoteFile, RemoteTree
 from .listing import parse_listing, parse_mlst_reply
 from .pool import Pool
-from .scheduler import Workers
+from .replies import Reply
+from .scheduler import Workers, run_batch
 from .session import Session
 
 #: Replies that mean "I do not know this command" (rather than "no such directory").
@@ -116,7 +117,7 @@ async def list_tree(
                     queued.add(rel)
                     workers.queue.add(DirJob(rel))
             else:
-                tree.others.add(rel)
+                _record(tree, rel, entry)
 
     workers = Workers(
         pool,
@@ -247,6 +248,53 @@ def _record(tree: RemoteTree, rel: str, entry: ListedEntry) -> None:
         tree.dirs.add(rel)
     else:
         tree.others.add(rel)
+        if entry.kind is Kind.LINK:
+            tree.links[rel] = entry.target
+
+
+async def read_links(
+    pool: Pool,
+    session: Session,
+    base: str,
+    tree: RemoteTree,
+    paths: Iterable[str],
+    *,
+    tz: tzinfo,
+    now: datetime,
+) -> Session:
+    """Learn which of ``paths`` are symbolic links on the server, and their targets.
+
+    ``MLST`` follows a link (ProFTPD shows the target's ``type=dir``) and
+    ``MLSD`` shows no target, so the parents of ``paths`` are asked with
+    ``STAT DIR``, whose ``ls -l`` lines come on the control connection
+    (pipelined: one round trip) and show ``name -> target``.  What they show
+    to be a link moves to ``tree.links`` (and ``tree.others``).  A server
+    without ``STAT DIR`` teaches nothing: the links are then taken as unknown.
+    """
+    parents = sorted(
+        {
+            p
+            for p in (posixpath.dirname(path) for path in paths)
+            if (p == "" and tree.exists) or p in tree.dirs
+        }
+    )
+    wanted = set(paths)
+
+    def on_reply(parent: str, reply: Reply) -> None:
+        if not reply.is_complete or len(reply.lines) < 2:
+            return
+        # "212-Status of DIR:", one " ls -l" line each, "212 End of status".
+        lines = [line[1:] if line.startswith(" ") else line for line in reply.lines[1:-1]]
+        for entry in parse_listing(lines, fmt="list", now=now, tz=tz):
+            rel = f"{parent}/{entry.name}" if parent else entry.name
+            if entry.kind is Kind.LINK and rel in wanted:
+                tree.files.pop(rel, None)
+                tree.dirs.discard(rel)
+                tree.others.add(rel)
+                tree.links[rel] = entry.target
+
+    commands = [(f"STAT {remote_join(base, p)}", p) for p in parents]
+    return await run_batch(pool, session, commands, on_reply=on_reply)
 
 
 async def _mlst_many(

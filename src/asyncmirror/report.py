@@ -158,6 +158,8 @@ class Report:
                 "delete_dirs": self.plan.delete_dirs,
                 "conflicts": [c._asdict() for c in self.plan.conflicts],
             }
+            if self.plan.links:  # --site-symlink
+                out["plan"]["links"] = [lk._asdict() for lk in self.plan.links]
         return out
 
 

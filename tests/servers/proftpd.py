@@ -373,6 +373,8 @@ def start_proftpd(
     debug_level: int = 1,
     start_timeout: float = _START_TIMEOUT,
     extra_modules: Sequence[str] = (),
+    chroot: bool = True,
+    site_misc: bool = True,
 ) -> ProftpdServer:
     """Write a config under ``workdir`` and start ProFTPD in the foreground.
 
@@ -382,7 +384,10 @@ def start_proftpd(
     ``masquerade_address`` is put in PASV replies (and in the certificate), for a proxy
     in front of the server. ``max_clients`` sets ``MaxClients``/``MaxClientsPerUser``.
     ``extra_config`` is appended verbatim to the configuration; ``extra_modules``
-    (``"mod_digest.c"``) are loaded besides mod_tls.
+    (``"mod_digest.c"``) are loaded besides mod_tls.  ``chroot=False`` leaves out
+    ``DefaultRoot ~``: the login directory is then the home's real path, as on hosts
+    that do not jail FTP logins (only matters as root; otherwise there is no chroot).
+    ``site_misc=False`` does not load mod_site_misc: no ``SITE SYMLINK``/``UTIME``.
     """
     binary = proftpd_binary()
     reason = proftpd_unavailable_reason()
@@ -454,7 +459,8 @@ def start_proftpd(
     system_log = workdir / "proftpd.log"
     config_file = workdir / "proftpd.conf"
 
-    load_lines, missing = _module_lines(binary, ["mod_tls.c", "mod_site_misc.c", *extra_modules])
+    modules = ["mod_tls.c", *(["mod_site_misc.c"] if site_misc else []), *extra_modules]
+    load_lines, missing = _module_lines(binary, modules)
     if set(extra_modules) & set(missing):
         raise ProftpdStartError(
             f"ProFTPD modules missing: {sorted(set(extra_modules) & set(missing))}"
@@ -513,7 +519,7 @@ def start_proftpd(
                 f"AuthGroupFile {group_file}",
                 "RequireValidShell off",
                 "UseFtpUsers off",
-                *(["DefaultRoot ~"] if is_root else []),
+                *(["DefaultRoot ~"] if is_root and chroot else []),
                 "AllowOverwrite on",
                 "AllowStoreRestart on",
                 *(
@@ -557,7 +563,7 @@ def start_proftpd(
             workdir=workdir,
             config_file=config_file,
             system_log=system_log,
-            chroot=is_root,
+            chroot=is_root and chroot,
             external_home=external_home,
         )
         with system_log.open("ab") as err:

@@ -76,7 +76,7 @@ MOD = ts(2024, 11, 28, 1, 54)
         pytest.param(
             "modify=20241128015400;perm=adfrw;size=7;type=OS.unix=slink:/etc/passwd;"
             "unique=1U2;UNIX.mode=0777; link",
-            ListedEntry("link", Kind.LINK, None, MOD, 1.0),
+            ListedEntry("link", Kind.LINK, None, MOD, 1.0, target="/etc/passwd"),
             id="proftpd-symlink",
         ),
         pytest.param(
@@ -250,7 +250,9 @@ def test_parse_mlsd_line_skips(line: str) -> None:
         ),
         pytest.param(
             "lrwxrwxrwx   1 user group 11 Jan  5 12:34 link name -> ../target",
-            ListedEntry("link name", Kind.LINK, None, ts(2024, 1, 5, 12, 34), 60.0),
+            ListedEntry(
+                "link name", Kind.LINK, None, ts(2024, 1, 5, 12, 34), 60.0, target="../target"
+            ),
             id="symlink",
         ),
         pytest.param(

@@ -181,6 +181,38 @@ def test_every_link_to_a_directory_is_uploaded_under_its_own_path(tmp_path: Path
     assert tree.files["latest/index.html"].abspath == str(src / "latest/index.html")
 
 
+def test_links_inside_src_are_recorded_with_their_targets_and_still_followed(
+    tmp_path: Path,
+) -> None:
+    """--site-symlink: links into SRC become links; the rest stays content."""
+    shared = tmp_path / "shared"
+    write(shared, "s.txt")
+    src = tmp_path / "src"
+    write(src, "v2/index.html")
+    write(src, "index.html")
+    (src / "latest").symlink_to("v2")
+    (src / "home.html").symlink_to("index.html")
+    (src / "m").mkdir()
+    (src / "m/up").symlink_to("../v2")
+    (src / "abs").symlink_to(src / "v2")  # absolute, but inside
+    (src / "chain").symlink_to("latest")  # a link to a link: the final target
+    (src / "out").symlink_to(shared)
+    (src / "m/self").symlink_to("..")  # a loop stays a notice
+    tree = scan(str(src), NONE, links=True)
+    assert {p: (lk.target, lk.is_dir) for p, lk in tree.links.items()} == {
+        "latest": ("v2", True),
+        "home.html": ("index.html", False),
+        "m/up": ("v2", True),
+        "abs": ("v2", True),
+        "chain": ("v2", True),
+    }
+    assert "out" not in tree.links
+    assert "latest/index.html" in tree.files
+    assert "out/s.txt" in tree.files
+    assert [p for p, _ in tree.notices] == ["m/self"]
+    assert scan(str(src), NONE).links == {}  # only when asked
+
+
 def test_broken_and_looping_symlinks_are_notices(tmp_path: Path) -> None:
     write(tmp_path, "ok.txt")
     (tmp_path / "dangling").symlink_to("does-not-exist")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
 from datetime import UTC
+from pathlib import Path
 
 import pytest
 
 from asyncmirror import mirror
 from asyncmirror.cli import CLI_ONLY, Target, build_parser, options_from
+from asyncmirror.errors import UsageError
 from asyncmirror.filters import Rule
 from asyncmirror.options import Options
 
@@ -73,3 +76,22 @@ def test_options_are_frozen_and_keep_no_caller_list() -> None:
     assert options.exclude == ("*.tmp",)
     with pytest.raises(dataclasses.FrozenInstanceError):
         options.jobs = 2  # type: ignore[misc]
+
+
+def test_site_symlink_with_swap_is_refused_before_any_connection(tmp_path: Path) -> None:
+    # Port 9 (discard) on a TEST-NET address: a connection attempt would fail differently.
+    with pytest.raises(UsageError, match="--site-symlink cannot be used with --swap"):
+        asyncio.run(
+            mirror(
+                str(tmp_path),
+                "www",
+                host="192.0.2.1",
+                port=9,
+                user="u",
+                password="p",
+                swap=True,
+                site_symlink=True,
+            )
+        )
+    args = build_parser().parse_args(["site", "www", "--site-symlink"])
+    assert options_from(args, Target("h", 21, "u", "p", "www")).site_symlink is True

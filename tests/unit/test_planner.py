@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from asyncmirror.entries import LocalFile, LocalTree, RemoteFile, RemoteTree
+from asyncmirror.entries import LocalFile, LocalLink, LocalTree, RemoteFile, RemoteTree
 from asyncmirror.planner import (
+    Link,
     Pending,
     PlanOptions,
     Reason,
@@ -16,6 +17,7 @@ from asyncmirror.planner import (
     content_candidates,
     make_plan,
     need_transfer,
+    plan_links,
 )
 from asyncmirror.state import StateEntry
 
@@ -367,3 +369,136 @@ def test_make_plan_does_not_change_its_inputs() -> None:
     before = (dict(local.files), set(local.dirs), dict(remote.files), set(remote.dirs))
     make_plan(local, remote, PlanOptions(delete=True))
     assert (dict(local.files), set(local.dirs), dict(remote.files), set(remote.dirs)) == before
+
+
+# --- --site-symlink: links inside SRC made as links --------------------------------------
+
+ROOT = "/www"  # DST's absolute path on the server
+LINKED = {"v2/index.html": 10, "v2/css/site.css": 5, "index.html": 7}
+# What the scan finds when it follows the links: their content under their own paths.
+FOLLOWED = {"latest/index.html": 10, "latest/css/site.css": 5, "home.html": 7}
+
+
+def linked_tree(extra_links: dict[str, tuple[str, bool]] | None = None) -> LocalTree:
+    tree = local_tree({**LINKED, **FOLLOWED})
+    links = {"latest": ("v2", True), "home.html": ("index.html", False), **(extra_links or {})}
+    tree.links = {p: LocalLink(p, t, d) for p, (t, d) in links.items()}
+    return tree
+
+
+def with_links(remote: RemoteTree, links: dict[str, str | None]) -> RemoteTree:
+    remote.others |= set(links)
+    remote.links = dict(links)
+    return remote
+
+
+@pytest.mark.parametrize(
+    ("remote", "links", "kept", "copies"),
+    [
+        pytest.param(
+            remote_tree(LINKED),
+            [Link("home.html", "/www/index.html", False), Link("latest", "/www/v2", False)],
+            [],
+            [],
+            id="new",
+        ),
+        pytest.param(
+            with_links(remote_tree(LINKED), {"latest": "/www/v2", "home.html": "/www/index.html"}),
+            [],
+            ["home.html", "latest"],
+            [],
+            id="already-there",
+        ),
+        pytest.param(
+            with_links(remote_tree(LINKED), {"latest": "/www/v1", "home.html": None}),
+            [Link("home.html", "/www/index.html", True), Link("latest", "/www/v2", True)],
+            [],
+            [],
+            id="elsewhere-or-unknown-target-replaced",
+        ),
+        pytest.param(
+            remote_tree({**LINKED, **FOLLOWED}),
+            [],
+            [],
+            ["home.html", "latest"],
+            id="real-copies-on-the-server-stay-copies",
+        ),
+    ],
+)
+def test_plan_links_decides_each_link(
+    remote: RemoteTree, links: list[Link], kept: list[str], copies: list[str]
+) -> None:
+    made, ok, as_copies = plan_links(linked_tree(), remote, ROOT)
+    assert (made, ok, [p for p, _ in as_copies]) == (links, kept, copies)
+
+
+@pytest.mark.parametrize(
+    ("link", "root", "why"),
+    [
+        pytest.param(("gone", ("nowhere", True)), ROOT, "not mirrored", id="target-excluded"),
+        pytest.param(("new page.html", ("index.html", False)), ROOT, "white space", id="space"),
+        pytest.param(("page.html", ("index.html", False)), "/my site", "white space", id="root"),
+    ],
+)
+def test_links_that_go_up_as_copies(
+    link: tuple[str, tuple[str, bool]], root: str, why: str
+) -> None:
+    path, target = link
+    _, _, copies = plan_links(linked_tree({path: target}), remote_tree(LINKED), root)
+    assert [(p, why in w) for p, w in copies if p == path] == [(path, True)]
+
+
+def test_a_link_inside_a_linked_directory_comes_with_it() -> None:
+    tree = linked_tree({"latest/home.html": ("index.html", False)})
+    made, _, copies = plan_links(tree, remote_tree(LINKED), ROOT)
+    assert [lk.path for lk in made] == ["home.html", "latest"]
+    assert copies == []
+
+
+def test_content_under_links_is_held_back_for_a_server_that_refuses() -> None:
+    plan = make_plan(linked_tree(), remote_tree(LINKED), PlanOptions(link_root=ROOT))
+    assert plan.uploads == []
+    assert sorted(plan.skipped) == sorted(LINKED)
+    assert plan.mkdirs == []
+    instead = plan.fallback(["latest"])
+    assert instead.mkdirs == ["latest", "latest/css"]
+    assert sorted(u.path for u in instead.uploads) == ["latest/css/site.css", "latest/index.html"]
+    assert all(u.reason is Reason.NEW for u in instead.uploads)
+    assert [u.path for u in plan.fallback(["home.html"]).uploads] == ["home.html"]
+
+
+def test_without_the_option_links_are_content() -> None:
+    plan = make_plan(linked_tree(), remote_tree(LINKED))
+    assert plan.links == []
+    assert sorted(u.path for u in plan.uploads) == sorted(FOLLOWED)
+
+
+def test_a_kept_link_holds_nothing_back_and_nothing_is_deleted_through_it() -> None:
+    # MLSD of latest/ follows the link: the server seems to hold latest/* as files.
+    remote = with_links(
+        remote_tree({**LINKED, "latest/index.html": 10, "latest/old.html": 3}),
+        {"latest": "/www/v2", "home.html": "/www/index.html"},
+    )
+    plan = make_plan(linked_tree(), remote, PlanOptions(delete=True, link_root=ROOT))
+    assert plan.links == []
+    assert plan.held is None
+    assert plan.links_kept == ["home.html", "latest"]
+    assert plan.uploads == []
+    assert plan.conflicts == []
+    assert plan.delete_files == []
+    assert plan.delete_dirs == []
+
+
+def test_delete_removes_the_servers_links_that_src_lacks_not_their_targets() -> None:
+    local = local_tree(LINKED)  # latest and home.html are gone from SRC
+    remote = with_links(
+        remote_tree({**LINKED, "old/x": 1, "latest/index.html": 10}),
+        {"latest": "/www/v2", "home.html": "/www/index.html", "old/link": "/www/v2", ".hid": "/"},
+    )
+    plan = make_plan(local, remote, PlanOptions(delete=True, excluded=dotted, link_root=ROOT))
+    assert plan.delete_files == ["home.html", "latest", "old/link", "old/x"]
+    assert plan.delete_dirs == ["old"]  # its link went too
+    # Without the option the server's links are never touched.
+    plan = make_plan(local, remote, PlanOptions(delete=True, excluded=dotted))
+    assert "latest" not in plan.delete_files
+    assert "old" not in plan.delete_dirs
