@@ -432,18 +432,7 @@ class _Run:
         if mkdirs:
             clear = [remote.remote_join(base, f) for f in plan.clear_first]
             sessions[0] = await self._mkdirs(sessions[0], mkdirs, clear)
-        uploads = Uploads(
-            self.pool,
-            self.rec,
-            self.store,
-            self.leftovers,
-            base=base,
-            remote_tree=remote_tree,
-            atomic=self.options.atomic,
-            set_mtime=self.options.set_mtime,
-            checksum=self.options.checksum,
-        )
-        sessions = await uploads.run(sessions, plan.uploads)
+        sessions = await self._uploads(base, remote_tree).run(sessions, plan.uploads)
         if not sessions:
             sessions = [await self.pool.open_session(replacing=True)]
         if plan.links or plan.links_as_copies:
@@ -790,12 +779,13 @@ class _Run:
             paths = [remote.remote_join(base, d) for d in instead.mkdirs]
             sessions[0] = await self._mkdirs(sessions[0], paths, [])
         if instead.uploads:
-            sessions = await self._copies_uploads(base, remote_tree).run(sessions, instead.uploads)
+            sessions = await self._uploads(base, remote_tree).run(sessions, instead.uploads)
             if not sessions:
                 sessions = [await self.pool.open_session(replacing=True)]
         return sessions
 
-    def _copies_uploads(self, base: str, remote_tree: RemoteTree) -> Uploads:
+    def _uploads(self, base: str, remote_tree: RemoteTree) -> Uploads:
+        """The uploads into ``base`` with this run's options."""
         return Uploads(
             self.pool,
             self.rec,
