@@ -15,14 +15,11 @@ from . import remote
 from .entries import LocalTree, RemoteTree
 from .planner import Link, Plan, PlanOptions
 from .pool import Pool
-from .recorder import Recorder
+from .recorder import Recorder, named
 from .replies import Reply
 from .scheduler import run_batch
 from .session import Session
 from .uploads import Uploads
-
-#: How many paths one note names.
-NOTICES_SHOWN = 10
 
 MakeDirs = Callable[[Session, list[str], list[str]], Awaitable[Session]]
 MakeUploads = Callable[[str, RemoteTree], Uploads]
@@ -115,11 +112,9 @@ class SiteLinks:
         if not refused:
             return sessions
         first = refused[min(refused)]
-        shown = ", ".join(sorted(refused)[:NOTICES_SHOWN])
-        more = f" and {len(refused) - NOTICES_SHOWN} more" if len(refused) > NOTICES_SHOWN else ""
         self.rec.note(
             f"the server refused SITE SYMLINK ({first}): {len(refused)} links uploaded as "
-            f"copies of their targets instead: {shown}{more}"
+            f"copies of their targets instead: {named(sorted(refused), ', ')}"
         )
         instead = plan.fallback(refused)
         if instead.mkdirs:
@@ -132,7 +127,5 @@ class SiteLinks:
         return sessions
 
     def _note_as_copies(self, copies: list[tuple[str, str]]) -> None:
-        shown = "; ".join(f"{path} ({why})" for path, why in copies[:NOTICES_SHOWN])
-        more = len(copies) - NOTICES_SHOWN
-        tail = f"; and {more} more" if more > 0 else ""
-        self.rec.note(f"--site-symlink: mirrored as copies, not links: {shown}{tail}")
+        paths = [f"{path} ({why})" for path, why in copies]
+        self.rec.note(f"--site-symlink: mirrored as copies, not links: {named(paths)}")

@@ -29,12 +29,12 @@ from .entries import LocalTree, RemoteTree
 from .filters import SITE_DOTFILES, FilterSet, Rule, left_out_site_dotfiles
 from .keepalive import kept_alive
 from .leftovers import Leftovers
-from .linkphases import NOTICES_SHOWN, SiteLinks
+from .linkphases import SiteLinks
 from .names import LEGACY_STATE_NAME, LOCK_DIR, STATE_NAME
 from .options import Options
-from .planner import Plan, PlanOptions, Reason, Upload, content_candidates, make_plan
+from .planner import Plan, PlanOptions, make_plan
 from .pool import Pool
-from .recorder import Recorder
+from .recorder import Recorder, named
 from .report import Report, Verification
 from .retry import RetryPolicy
 from .scheduler import run_batch
@@ -346,18 +346,11 @@ class MirrorRun:
         remote_tree: RemoteTree,
         plan: Plan,
     ) -> list[Session]:
-        """``--verify``: settle every file the server holds at the local size by
-        its content, whatever its time says."""
-        candidates = {p: tree.files[p] for p in content_candidates(plan, remote_tree)}
-        verdict, sessions = await verify.compare(self.pool, sessions, base, candidates)
-        plan.settle(
-            verdict.same,
-            [Upload(p, tree.files[p].size, Reason.CONTENT, tree.files[p]) for p in verdict.differ],
+        """``--verify``: contents settle the plan; the state file follows them."""
+        verdict, self.verification, sessions = await verify.settle(
+            self.pool, sessions, base, tree, remote_tree, plan
         )
         self.store.adopt(verdict.same, tree)
-        self.verification = Verification(
-            verdict.method, len(candidates), verdict.differ, verdict.unknown
-        )
         return sessions
 
     def _changes_anything(self, plan: Plan, remote_tree: RemoteTree) -> bool:
@@ -377,12 +370,9 @@ class MirrorRun:
 
     def _note_not_mirrored(self, notices: list[tuple[str, str]]) -> None:
         """One note for what FTP cannot carry (FIFOs, link loops...): not failures."""
-        if not notices:
-            return
-        shown = "; ".join(f"{path} ({why})" for path, why in sorted(notices)[:NOTICES_SHOWN])
-        more = len(notices) - NOTICES_SHOWN
-        tail = f"; and {more} more" if more > 0 else ""
-        self.rec.note(f"not mirrored, as FTP cannot carry them: {shown}{tail}")
+        if notices:
+            paths = [f"{path} ({why})" for path, why in sorted(notices)]
+            self.rec.note(f"not mirrored, as FTP cannot carry them: {named(paths)}")
 
     def _note_left_out_dotfiles(self) -> None:
         """One notice when the filters drop .htaccess & co (lftp's -X '.*' does)."""

@@ -4,8 +4,21 @@ and tells the :class:`Events` observer in the same call.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .planner import Plan, Upload
 from .report import Events, Failure, Report, Verification
+
+#: How many paths one note names.
+NOTICES_SHOWN = 10
+
+
+def named(items: Sequence[str], sep: str = "; ") -> str:
+    """The first :data:`NOTICES_SHOWN` of ``items``, then how many more: one note
+    stays one line however many paths it is about."""
+    shown = sep.join(items[:NOTICES_SHOWN])
+    more = len(items) - NOTICES_SHOWN
+    return f"{shown}{sep}and {more} more" if more > 0 else shown
 
 
 class Recorder:

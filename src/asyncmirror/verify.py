@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from . import datachannel, errors
-from .entries import LocalFile
+from .entries import LocalFile, LocalTree, RemoteTree
+from .planner import Plan, Reason, Upload, content_candidates
 from .pool import Pool, Retired
 from .remote import remote_join
 from .remotedigest import (
@@ -29,6 +30,7 @@ from .remotedigest import (
     parse_digest,
 )
 from .replies import Reply
+from .report import Verification
 from .scheduler import Workers, run_batch
 from .session import Session
 
@@ -50,6 +52,26 @@ async def detect(session: Session, sample: str) -> DigestMethod:
     replies = await session.pipeline(all_lines(METHODS, sample))
     found = answered(METHODS, replies)
     return DOWNLOAD if found is None else found[0]
+
+
+async def settle(
+    pool: Pool,
+    sessions: list[Session],
+    base: str,
+    tree: LocalTree,
+    remote_tree: RemoteTree,
+    plan: Plan,
+) -> tuple[Verdict, Verification, list[Session]]:
+    """Settle every file the server holds at the local size by its content,
+    whatever its time says: the same are skipped, the others uploaded."""
+    candidates = {p: tree.files[p] for p in content_candidates(plan, remote_tree)}
+    verdict, sessions = await compare(pool, sessions, base, candidates)
+    plan.settle(
+        verdict.same,
+        [Upload(p, tree.files[p].size, Reason.CONTENT, tree.files[p]) for p in verdict.differ],
+    )
+    found = Verification(verdict.method, len(candidates), verdict.differ, verdict.unknown)
+    return verdict, found, sessions
 
 
 async def compare(
