@@ -305,3 +305,36 @@ def test_a_rollback_stopped_by_sigterm_while_it_holds_the_lock_removes_it(
     assert site.locked() == [], "the stop must remove the lock"
     assert site.releases() == before
     assert site.siblings() == siblings
+
+
+def test_a_swap_killed_before_the_switch_leaves_the_live_site_byte_identical(
+    throttled: ProftpdServer, tmp_path: Path
+) -> None:
+    site = deployed_twice(throttled, "www-killed", tmp_path)
+    before = everything(site.live)
+    v3 = {**V2, **{f"page{i}.html": bytes([i]) * 400_000 for i in range(4)}}
+    write_tree(tmp_path / "v3", v3)
+    staging = site.live.parent / f".htasyncmirror-next.{site.name}"
+
+    deploy = start(throttled, tmp_path / "v3", f"/{site.name}", "--swap", "-j", "2")
+    try:
+        wait_until(
+            "an upload into the staging copy has begun",
+            lambda: any(staging.glob("page*.html")) or deploy.poll() is not None,
+        )
+        assert deploy.poll() is None, "the deploy ended before it could be killed"
+        deploy.kill()  # SIGKILL: no clean-up of any kind
+        deploy.communicate(timeout=TIMEOUT)
+    finally:
+        deploy.kill()
+
+    # The live site is exactly as it was; only the dead run's lock was added to it.
+    after = {p: d for p, d in everything(site.live).items() if not p.startswith(LOCK_DIR)}
+    assert after == before
+    assert staging.is_dir(), "the staging copy is kept for the next try"
+    # The next deploy takes the dead run's lock over and finishes the release.
+    again = run_cli(throttled, tmp_path / "v3", f"/{site.name}", "--swap", "-j", "2")
+    assert again.returncode == 0, again.stderr
+    assert read_tree(site.live) == {**v3, **ALONG}
+    assert read_tree(site.prev) == V2
+    assert site.locked() == []
