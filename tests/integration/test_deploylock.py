@@ -20,7 +20,7 @@ import pytest
 from asyncmirror import errors
 from asyncmirror.deploylock import LOCK_DIR, DeployLock, Holder
 from tests.integration.sessions import open_session
-from tests.servers.common import client_env
+from tests.servers.common import client_env, reap
 from tests.servers.proftpd import ProftpdServer, RemoteDir, start_proftpd
 
 
@@ -435,7 +435,7 @@ def test_sessions_waiting_for_the_lock_are_kept_alive_on_a_host_with_a_short_idl
         (dst / LOCK_DIR).rmdir()
         out, err = proc.communicate(timeout=60)
     finally:
-        proc.kill()
+        reap(proc)
     assert proc.returncode == 0, err
     assert "waiting up to 60 s for the deploy lock" in err
     assert json.loads(out)["uploaded"] == len(files)

@@ -38,6 +38,7 @@ import xxhash
 from asyncmirror import Events, Report, mirror
 from asyncmirror.planner import Plan
 from tests.integration.treebuilders import is_own, snapshot
+from tests.servers.common import reap
 from tests.servers.faultproxy import (
     DataFault,
     FakePlainServer,
@@ -835,9 +836,14 @@ def test_ctrl_c_mid_upload_exits_130_and_removes_the_temporary_files(
         assert ftp.proxy.count("data_stalled") == 2, dict(ftp.proxy.injected)
         assert leftovers(remote), "no temporary file on the server before the stop"
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
+        try:
+            _, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate(timeout=10)
+            pytest.fail(f"still running 20 s after Ctrl-C; what it said:\n{err}")
     finally:
-        proc.kill()
+        reap(proc)
     assert proc.returncode == 130, err
     assert err.strip().endswith("asyncmirror: interrupted"), err
     assert "Traceback" not in err

@@ -33,7 +33,7 @@ from tests.integration.test_swap import (
     read_tree,
     write_tree,
 )
-from tests.servers.common import client_env
+from tests.servers.common import client_env, reap
 from tests.servers.proftpd import ProftpdServer, RemoteDir, start_proftpd
 
 TIMEOUT = 90
@@ -188,7 +188,7 @@ def test_with_lock_wait_a_rollback_waits_for_the_lock_then_rolls_back(site: Site
         lock.rmdir()
         out, err = proc.communicate(timeout=TIMEOUT)
     finally:
-        proc.kill()
+        reap(proc)
     assert proc.returncode == 0, err
     assert "rolled back" in err, err
     assert json.loads(out)["failed"] == []
@@ -263,7 +263,7 @@ def test_a_rollback_during_a_swap_deploy_exits_1_naming_it_and_nothing_interleav
         rollback = run_cli(throttled, "--rollback", f"/{site.name}")
         out, err = deploy.communicate(timeout=TIMEOUT)
     finally:
-        deploy.kill()
+        reap(deploy)
     assert rollback.returncode == 1, rollback.stderr
     assert f"another deploy to this DST is running: host {socket.gethostname()} " in (
         rollback.stderr
@@ -299,7 +299,7 @@ def test_a_rollback_stopped_by_sigterm_while_it_holds_the_lock_removes_it(
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=TIMEOUT)
     finally:
-        proc.kill()
+        reap(proc)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert err.strip().endswith("asyncmirror: stopped by SIGTERM"), err
     assert site.locked() == [], "the stop must remove the lock"
@@ -326,7 +326,7 @@ def test_a_swap_killed_before_the_switch_leaves_the_live_site_byte_identical(
         deploy.kill()  # SIGKILL: no clean-up of any kind
         deploy.communicate(timeout=TIMEOUT)
     finally:
-        deploy.kill()
+        reap(deploy)
 
     # The live site is exactly as it was; only the dead run's lock was added to it.
     after = {p: d for p, d in everything(site.live).items() if not p.startswith(LOCK_DIR)}

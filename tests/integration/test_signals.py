@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers.common import client_env
+from tests.servers.common import client_env, reap
 from tests.servers.proftpd import ProftpdServer, start_proftpd
 
 
@@ -59,7 +59,7 @@ def test_a_signal_mid_upload_removes_the_cut_files_and_exits_128_plus_its_number
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=30)
     finally:
-        proc.kill()
+        reap(proc)
     assert proc.returncode == 128 + sig, err
     assert err.strip().endswith(f"asyncmirror: stopped by {sig.name}"), err
     assert "Traceback" not in err

@@ -335,3 +335,12 @@ def client_env(server: _Reachable) -> dict[str, str]:
         SSL_CERT_FILE=str(server.ca_file),
     )
     return env
+
+
+def reap(proc: subprocess.Popen[Any]) -> None:
+    """Kill ``proc`` if it still runs and wait for it, reading its pipes to the end:
+    a test that failed half-way must leave no process (nor its ResourceWarnings, which
+    would fail whichever test runs next) behind."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate(timeout=10)
