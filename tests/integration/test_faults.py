@@ -820,6 +820,20 @@ def test_a_stop_between_stor_and_its_150_removes_only_a_truncated_file(
         assert "removed the partial upload" not in run.err, run.err
 
 
+def with_ctrl_c(argv: list[str]) -> list[str]:
+    """``python -m asyncmirror.cli ...`` as at a terminal, where Ctrl-C raises
+    KeyboardInterrupt.  A process started in the background by a non-interactive
+    shell inherits SIGINT *ignored* (POSIX; Python then leaves it ignored, as it
+    should): run that way, e.g. `.ci/run` started with `&` from a script, the
+    command would rightly not react, and this test would measure the harness."""
+    assert argv[1:3] == ["-m", "asyncmirror.cli"], argv
+    start = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "sys.argv[0] = 'asyncmirror'; runpy.run_module('asyncmirror.cli', run_name='__main__')"
+    )
+    return [argv[0], "-c", start, *argv[3:]]
+
+
 def test_ctrl_c_mid_upload_exits_130_and_removes_the_temporary_files(
     ftp: Faulty, tmp_path: Path
 ) -> None:
@@ -828,7 +842,7 @@ def test_ctrl_c_mid_upload_exits_130_and_removes_the_temporary_files(
     remote = fresh_remote(ftp, "stopsigint")
     ftp.proxy.configure(data_faults=[DataFault(after=128 * 1024, action="stall")])
     argv, env = cli_command(ftp, src, remote.name, "--atomic", "-j", "2", json_report=False)
-    proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(with_ctrl_c(argv), env=env, stderr=subprocess.PIPE, text=True)
     try:
         stalled = time.monotonic() + 20
         while ftp.proxy.count("data_stalled") < 2 and time.monotonic() < stalled:
