@@ -32,7 +32,6 @@ from benchmarks.network import (
     retr_count,
     start_wan,
     stor_counts,
-    wait_sessions_gone,
 )
 from benchmarks.results import MIB, SCENARIOS, Params, Sample, name_scenarios
 from benchmarks.snapshot import (
@@ -201,7 +200,7 @@ class Bench:
         proxy_cpu = proc_cpu(self.proxy.pid) - proxy_before
         # Let ProFTPD reap the run's sessions: their CPU then counts here, and the next
         # run starts on an idle server.
-        wait_sessions_gone(server_pid, timeout=5.0)
+        server.wait_sessions_gone(timeout=5.0)
         # ProFTPD's master pauses ~200 ms after reaping a session before it accepts
         # again (seen with strace): without this the next run's logins would wait.
         time.sleep(SETTLE)

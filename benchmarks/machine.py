@@ -33,19 +33,6 @@ def proc_tree_cpu(pid: int) -> float:
     return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def wait_sessions_gone(pid: int, timeout: float) -> None:
-    """Wait (bounded) until the ProFTPD master ``pid`` has no session processes left."""
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if not children.read_text().split():
-                return
-        except OSError:
-            return  # no such file (old kernel) or the server is gone
-        time.sleep(0.02)
-
-
 def wait_quiet(minutes: float, say: Callable[[str], None]) -> bool:
     """Wait until the machine's busy CPU over 10 s is under 0.25 CPU; False on timeout."""
     deadline = time.monotonic() + minutes * 60

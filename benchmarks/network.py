@@ -67,19 +67,6 @@ def stor_counts(server: ProftpdServer, name: str) -> tuple[int, int]:
     return files, own
 
 
-def wait_sessions_gone(pid: int, timeout: float) -> None:
-    """Wait (bounded) until the ProFTPD master ``pid`` has no session processes left."""
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if not children.read_text().split():
-                return
-        except OSError:
-            return  # no such file (old kernel) or the server is gone
-        time.sleep(0.02)
-
-
 def loopback_alias_usable(host: str) -> bool:
     try:
         with socket.socket() as s:

@@ -197,6 +197,7 @@ async def test_proftpd_with_mod_digest(digest_proftpd: ProftpdServer) -> None:
 
 
 async def test_proftpd_limit_of_3_and_tls12_only(limited_proftpd: ProftpdServer) -> None:
+    limited_proftpd.wait_sessions_gone()  # a slot still held by another test's session
     f = await diagnosed(limited_proftpd, limited_proftpd.home, jobs=8)
     assert f.connection_limit == 3
     assert "maximum number of clients" in f.limit_reply
@@ -303,6 +304,7 @@ def test_command_prints_the_table(digest_proftpd: ProftpdServer, tmp_path: Path)
 
 
 def test_command_prints_json(limited_proftpd: ProftpdServer) -> None:
+    limited_proftpd.wait_sessions_gone()  # a slot still held by another test's session
     done = run_doctor(limited_proftpd, "--json", DST)
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)

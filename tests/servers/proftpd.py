@@ -29,6 +29,7 @@ import shutil
 import ssl
 import subprocess
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,6 +177,22 @@ class ProftpdServer:
 
     def is_running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def wait_sessions_gone(self, timeout: float = 5.0) -> None:
+        """Wait (bounded) until the master has no session processes left: a session
+        just closed still holds its slot (MaxClientsPerUser counts it) until its
+        process exits, which a loaded machine makes take a while."""
+        if self.process is None:
+            return
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if not children.read_text().split():
+                    return
+            except OSError:
+                return  # no such file (old kernel) or the server is gone
+            time.sleep(0.02)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Terminate ProFTPD and its session processes (its own process group). Idempotent."""
