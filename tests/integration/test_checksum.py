@@ -10,14 +10,14 @@ by size only.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from asyncmirror import Report, mirror
+from asyncmirror import Report
+from tests.integration.clients import mirror_to
 from tests.servers.proftpd import ProftpdServer
 from tests.servers.pyftpd import PyftpdServer, start_pyftpd
 
@@ -42,22 +42,8 @@ def site(root: Path) -> Path:
 
 
 def run(server: Any, src: Path, dst: str, trace: list[str] | None = None, **kw: Any) -> Report:
-    return asyncio.run(
-        mirror(
-            str(src),
-            dst,
-            host=server.host,
-            port=server.port,
-            user=server.user,
-            password=server.password,
-            ca_file=str(server.ca_file),
-            jobs=2,
-            timeout=20,
-            retries=1,
-            trace=None if trace is None else (lambda _d, line: trace.append(line)),
-            **kw,
-        )
-    )
+    sink = None if trace is None else (lambda _d, line: trace.append(line))
+    return mirror_to(server, src, dst, jobs=2, retries=1, trace=sink, **kw)
 
 
 def test_size_alone_passes_an_altered_upload(altering: PyftpdServer, tmp_path: Path) -> None:

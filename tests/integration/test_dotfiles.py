@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.integration.clients import run_command
 from tests.servers.proftpd import RemoteDir
-
-
-def run(src: Path, dst: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "asyncmirror.cli", str(src), dst, "--no-progress", *args],
-        env={**os.environ, **env},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_the_lftp_recipe_names_the_site_dotfiles_it_drops_and_the_i_keeps_them(
@@ -32,7 +18,7 @@ def test_the_lftp_recipe_names_the_site_dotfiles_it_drops_and_the_i_keeps_them(
     (src / ".env").write_text("SECRET=1\n")  # not a site file: no word about it
     (src / "index.html").write_text("<h1>hi</h1>\n")
 
-    dropped = run(src, remote_dir.name, ftp_env, "-X", ".*", "-X", ".*/")
+    dropped = run_command(src, remote_dir.name, ftp_env, "-X", ".*", "-X", ".*/")
     assert dropped.returncode == 0, dropped.stderr
     notices = [ln for ln in dropped.stderr.splitlines() if "leave out" in ln]
     assert notices == [
@@ -41,7 +27,7 @@ def test_the_lftp_recipe_names_the_site_dotfiles_it_drops_and_the_i_keeps_them(
     ], dropped.stderr
     assert not (remote_dir.path / ".htaccess").exists()
 
-    kept = run(
+    kept = run_command(
         src,
         remote_dir.name,
         ftp_env,

@@ -7,7 +7,6 @@ elsewhere in the tree: each used to be a failure, so every run exited 1 and a si
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -17,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from asyncmirror import Report, mirror
+from asyncmirror import Report
 from tests.conftest import _require_proftpd
+from tests.integration.clients import mirror_to, run_command
 from tests.servers.proftpd import ProftpdServer, RemoteDir, start_proftpd
 
 
@@ -57,18 +57,6 @@ def test_linked_directories_are_uploaded_under_the_links_path_and_a_loop_is_one_
 
 
 # --- --site-symlink --------------------------------------------------------------------
-
-
-def _cli(src: Path, dst: str, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "asyncmirror.cli", str(src), dst, "--no-progress", *extra],
-        env={**os.environ, **env},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def _linked_site(tmp_path: Path) -> Path:
@@ -116,12 +104,12 @@ def test_site_symlink_makes_links_inside_src_and_uploads_what_points_outside(
     name, env = "linked", _env(unjailed)
     served = unjailed.home / name
     before = unjailed.stor_count()
-    dry = _cli(src, name, env, "--site-symlink", "--dry-run", "-v")
+    dry = run_command(src, name, env, "--site-symlink", "--dry-run", "-v")
     assert dry.returncode == 0, dry.stderr
     assert f"Making symbolic link `latest' to `{served}/v2'" in dry.stderr
     assert "latest/index.html" not in dry.stderr
     assert not served.exists()
-    run = _cli(src, name, env, "--site-symlink", "-v")
+    run = run_command(src, name, env, "--site-symlink", "-v")
     assert run.returncode == 0, run.stderr
     assert "failed 0" in run.stderr
     assert f"Making symbolic link `home.html' to `{served}/index.html'" in run.stderr
@@ -146,7 +134,7 @@ def test_site_symlink_makes_links_inside_src_and_uploads_what_points_outside(
 
     # A rerun uploads nothing and leaves the links as they are (same inodes).
     inodes = {n: os.lstat(served / n).st_ino for n in ("latest", "home.html")}
-    again = _cli(src, name, env, "--site-symlink")
+    again = run_command(src, name, env, "--site-symlink")
     assert again.returncode == 0, again.stderr
     assert "uploaded 0 files" in again.stderr
     assert len(unjailed.stored_paths()) == before + len(stored)
@@ -158,7 +146,7 @@ def test_site_symlink_makes_links_inside_src_and_uploads_what_points_outside(
     (src / "latest").unlink()
     (src / "latest").symlink_to("v1", target_is_directory=True)
     mark = len(unjailed.stored_paths())
-    moved = _cli(src, name, env, "--site-symlink")
+    moved = run_command(src, name, env, "--site-symlink")
     assert moved.returncode == 0, moved.stderr
     assert os.readlink(served / "latest") == str(served / "v1")
     site_stored = [p for p in unjailed.stored_paths()[mark:] if "/.ht" not in p]
@@ -169,7 +157,7 @@ def test_site_symlink_makes_links_inside_src_and_uploads_what_points_outside(
     # what they point at.
     (src / "latest").unlink()
     (src / "home.html").unlink()
-    pruned = _cli(src, name, env, "--site-symlink", "--delete")
+    pruned = run_command(src, name, env, "--site-symlink", "--delete")
     assert pruned.returncode == 0, pruned.stderr
     assert not os.path.lexists(served / "latest")
     assert not os.path.lexists(served / "home.html")
@@ -184,7 +172,7 @@ def test_site_symlink_on_a_chrooted_login_mirrors_copies_with_one_note(
     """ProFTPD writes "/DST/v2" there: a web server outside the jail would not find it."""
     assert proftpd.chroot
     src = _linked_site(tmp_path)
-    run = _cli(src, remote_dir.name, ftp_env, "--site-symlink")
+    run = run_command(src, remote_dir.name, ftp_env, "--site-symlink")
     assert run.returncode == 0, run.stderr
     notes = [ln for ln in run.stderr.splitlines() if "--site-symlink" in ln]
     assert len(notes) == 1, run.stderr
@@ -200,7 +188,7 @@ def test_without_site_symlink_links_inside_src_still_go_up_as_content(
     tmp_path: Path, ftp_env: dict[str, str], remote_dir: RemoteDir
 ) -> None:
     src = _linked_site(tmp_path)
-    run = _cli(src, remote_dir.name, ftp_env)
+    run = run_command(src, remote_dir.name, ftp_env)
     assert run.returncode == 0, run.stderr
     served = remote_dir.path
     assert not (served / "latest").is_symlink()
@@ -227,21 +215,7 @@ def test_site_symlink_on_a_server_without_it_uploads_the_content_with_one_note(
         src = _linked_site(tmp_path)
 
         def go() -> Report:
-            return asyncio.run(
-                mirror(
-                    str(src),
-                    "site",
-                    host=server.host,
-                    port=server.port,
-                    user=server.user,
-                    password=server.password,
-                    ca_file=str(server.ca_file),
-                    jobs=2,
-                    timeout=20,
-                    retries=1,
-                    site_symlink=True,
-                )
-            )
+            return mirror_to(server, src, "site", jobs=2, retries=1, site_symlink=True)
 
         report = go()
         assert report.exit_code == 0, report.failed

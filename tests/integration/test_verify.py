@@ -9,7 +9,6 @@ ProFTPD without one, by downloading -- and a second run must upload nothing.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -19,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from asyncmirror import Report, mirror
+from asyncmirror import Report
+from tests.integration.clients import mirror_to
 from tests.servers.common import client_env
 from tests.servers.lftp import lftp_mirror
 from tests.servers.proftpd import ProftpdServer
@@ -44,21 +44,8 @@ def server(
     return digest_proftpd if request.param == "HASH SHA-256" else proftpd
 
 
-def run(server: ProftpdServer, src: Path, dst: str, *, jobs: int = 4, **kwargs: Any) -> Report:
-    return asyncio.run(
-        mirror(
-            str(src),
-            dst,
-            host=server.host,
-            port=server.port,
-            user=server.user,
-            password=server.password,
-            ca_file=str(server.ca_file),
-            jobs=jobs,
-            timeout=20,
-            **kwargs,
-        )
-    )
+def run(server: ProftpdServer, src: Path, dst: str, **kwargs: Any) -> Report:
+    return mirror_to(server, src, dst, **kwargs)
 
 
 def write_site(root: Path) -> None:
