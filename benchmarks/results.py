@@ -142,26 +142,21 @@ class Target:
         return self.value <= self.limit if self.op == "<=" else self.value >= self.limit
 
 
+def _conditions(params: Params, files: int, what: str) -> tuple[bool, str]:
+    """Whether this run meets a target's conditions (``files`` or more at 50 ms RTT),
+    and if not, why the target is only indicative."""
+    if params.files >= files and abs(params.rtt - 50) < 1e-9:
+        return True, ""
+    return False, (
+        f"the target is for {what} at 50 ms RTT; this run: {params.files} files at "
+        f"{params.rtt:g} ms"
+    )
+
+
 def evaluate_targets(summary: dict[str, dict[str, Any]], params: Params) -> list[Target]:
-    reference = params.files >= 1000 and abs(params.rtt - 50) < 1e-9
-    why = (
-        ""
-        if reference
-        else (
-            f"the target is for ≥1000 files at 50 ms RTT; this run: {params.files} files at "
-            f"{params.rtt:g} ms"
-        )
-    )
+    reference, why = _conditions(params, 1000, "≥1000 files")
     # Issue 14 sets the --verify targets on the benchmark's 2,000-file site at 50 ms.
-    verify_reference = params.files >= 2000 and abs(params.rtt - 50) < 1e-9
-    verify_why = (
-        ""
-        if verify_reference
-        else (
-            f"the target is for the 2000-file site at 50 ms RTT; this run: {params.files} "
-            f"files at {params.rtt:g} ms"
-        )
-    )
+    verify_reference, verify_why = _conditions(params, 2000, "the 2000-file site")
     targets = [
         Target(
             "First upload (≥1000 files, 50 ms RTT): time ≤ 0.50× lftp's",

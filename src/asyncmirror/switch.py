@@ -202,24 +202,39 @@ async def switch(
     moved = [r for r, done in zip(renames[:n], result.done[:n], strict=True) if done]
     why = result.why[-1] or "not attempted"
     if live_exists and result.done[-2]:
-        # The live site stepped aside but the new one did not take its place:
-        # put it back first, then explain.
-        restore = await _burst(session, [Rename(layout.prev, layout.live)])
-        if restore.failed:
-            raise errors.FatalError(
-                f"the switch failed ({why}) and {layout.live} could not be put back "
-                f"({restore.why[0]}): the live site is at {layout.prev}",
-                hint=f"rename {layout.prev} to {layout.live} on the server now",
-            )
+        # The live site stepped aside but the new one did not take its place.
+        await _put_back(session, layout.prev, layout.live, f"the switch failed ({why})")
     elif live_exists:
         why = result.why[-2] or why
-    back = [Rename(r.target, r.source) for r in moved]
-    if back:
-        await _burst(session, back)
+    await _undo(session, moved)
     raise errors.RemoteTargetError(
         f"the switch to the new release failed ({why}); the live site is unchanged",
         hint=f"the new release stays in {layout.next} for the next try",
     )
+
+
+async def _put_back(
+    session: Session,
+    aside: str,
+    live: str,
+    failed: str,
+    error: type[errors.FatalError] = errors.FatalError,
+) -> None:
+    """The live site stepped aside to ``aside`` and nothing took its place: put it
+    back first; if even that fails, say where the live site is now."""
+    restore = await _burst(session, [Rename(aside, live)])
+    if restore.failed:
+        raise error(
+            f"{failed} and {live} could not be put back ({restore.why[0]}): "
+            f"the live site is at {aside}",
+            hint=f"rename {aside} to {live} on the server now",
+        )
+
+
+async def _undo(session: Session, done: Sequence[Rename]) -> None:
+    """Move back what a failed burst had moved."""
+    if done:
+        await _burst(session, [Rename(r.target, r.source) for r in done])
 
 
 async def check_rollback(session: Session, layout: Layout) -> None:
@@ -261,16 +276,14 @@ async def rollback(
         return n - stayed
     why = result.why[n + 1] or result.why[n]
     if step_aside:
-        restore = await _burst(session, [Rename(layout.out, layout.live)])
-        if restore.failed:
-            raise errors.RemoteTargetError(
-                f"the rollback failed ({why}) and {layout.live} could not be put back "
-                f"({restore.why[0]}): the live site is at {layout.out}",
-                hint=f"rename {layout.out} to {layout.live} on the server now",
-            )
-    moved = [r for r, done in zip(renames[:n], result.done[:n], strict=True) if done]
-    if moved:
-        await _burst(session, [Rename(r.target, r.source) for r in moved])
+        await _put_back(
+            session,
+            layout.out,
+            layout.live,
+            f"the rollback failed ({why})",
+            errors.RemoteTargetError,
+        )
+    await _undo(session, [r for r, done in zip(renames[:n], result.done[:n], strict=True) if done])
     raise errors.RemoteTargetError(
         f"the rollback failed ({why}); the live site is unchanged",
         hint="check that the FTP user may rename directories next to DST",

@@ -8,29 +8,31 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from asyncmirror import Report, mirror
-
-
-class _Server(Protocol):
-    host: str
-    port: int
-    user: str
-    password: str
-    ca_file: Path
+from tests.servers.common import Reachable
 
 
 def mirror_to(
-    server: _Server, src: Path, dst: str, *, jobs: int = 4, timeout: float = 20, **kwargs: Any
+    server: Reachable,
+    src: Path,
+    dst: str,
+    *,
+    via: tuple[str, int] | None = None,
+    jobs: int = 4,
+    timeout: float = 20,
+    **kwargs: Any,
 ) -> Report:
-    """``asyncmirror.mirror(src, dst, ...)`` against ``server``, its CA trusted."""
+    """``asyncmirror.mirror(src, dst, ...)`` against ``server`` (or through a proxy
+    in front of it at ``via``), its CA trusted."""
+    host, port = via or (server.host, server.port)
     return asyncio.run(
         mirror(
             str(src),
             dst,
-            host=server.host,
-            port=server.port,
+            host=host,
+            port=port,
             user=server.user,
             password=server.password,
             ca_file=str(server.ca_file),

@@ -7,7 +7,6 @@ such a run must upload nothing; a same-size edit must still be found.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
@@ -20,7 +19,8 @@ from typing import Any
 
 import xxhash
 
-from asyncmirror import Report, mirror
+from asyncmirror import Report
+from tests.integration.clients import mirror_to
 from tests.integration.treebuilders import build_small_tree, snapshot, write_file
 from tests.servers.featsilent import FeatSilentProxy
 from tests.servers.proftpd import ProftpdServer, RemoteDir
@@ -31,20 +31,7 @@ STATE = ".htasyncmirror-state.json"
 def run(
     proftpd: ProftpdServer, proxy: FeatSilentProxy, src: Path, dst: str, **kwargs: Any
 ) -> Report:
-    return asyncio.run(
-        mirror(
-            str(src),
-            dst,
-            host=proxy.host,
-            port=proxy.port,
-            user=proftpd.user,
-            password=proftpd.password,
-            ca_file=str(proftpd.ca_file),
-            jobs=4,
-            timeout=20,
-            **kwargs,
-        )
-    )
+    return mirror_to(proftpd, src, dst, via=(proxy.host, proxy.port), **kwargs)
 
 
 def stors(proftpd: ProftpdServer) -> int:

@@ -316,7 +316,9 @@ class LoopThread:
         self._thread = None
 
 
-class _Reachable(Protocol):
+class Reachable(Protocol):
+    """What a client needs of a test server: where it is, the login, the CA."""
+
     host: str
     port: int
     user: str
@@ -324,7 +326,7 @@ class _Reachable(Protocol):
     ca_file: Path
 
 
-def client_env(server: _Reachable) -> dict[str, str]:
+def client_env(server: Reachable) -> dict[str, str]:
     """This process's environment for an ``asyncmirror`` command against ``server``:
     its ``FTP_*`` variables (any of the caller's removed) and its CA trusted."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FTP_")}

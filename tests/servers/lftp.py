@@ -10,17 +10,10 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Protocol
 
 import pytest
 
-
-class _Server(Protocol):
-    host: str
-    port: int
-    user: str
-    password: str
-    ca_file: Path
+from .common import Reachable
 
 
 def lftp_binary() -> str:
@@ -35,7 +28,7 @@ def lftp_binary() -> str:
 
 
 def lftp_mirror(
-    server: _Server,
+    server: Reachable,
     src: Path,
     dst: str,
     *,
