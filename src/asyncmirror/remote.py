@@ -24,7 +24,7 @@ from .entries import Kind, ListedEntry, LocalTree, RemoteFile, RemoteTree
 from .listing import parse_listing, parse_mlst_reply
 from .pool import Pool
 from .replies import Reply
-from .scheduler import Workers, run_batch
+from .scheduler import Workers, first_error, run_batch
 from .session import Session
 
 #: Replies that mean "I do not know this command" (rather than "no such directory").
@@ -334,10 +334,5 @@ async def _mlst_many(
                 if part:
                     tg.create_task(run(i, part))
     except BaseExceptionGroup as group:
-        first = group.exceptions[0]
-        for e in group.exceptions:
-            if isinstance(e, MlstUnsupported | errors.FatalError):
-                first = e
-                break
-        raise first from None
+        raise first_error(group, prefer=(MlstUnsupported, errors.FatalError)) from None
     return out

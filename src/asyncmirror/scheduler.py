@@ -162,7 +162,7 @@ class Workers(Generic[J]):
                     tg.create_task(self._worker(s, survivors))
                 tg.create_task(self._regrow(tg, survivors))
         except BaseExceptionGroup as group:
-            raise _first_fatal(group) from None
+            raise first_error(group) from None
         finally:
             self.queue.cancel_timers()
         return survivors
@@ -411,8 +411,13 @@ async def run_batch(
     return session
 
 
-def _first_fatal(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """Unwrap a task group's failure: the first fatal error, else the first error."""
+def first_error(
+    group: BaseExceptionGroup[BaseException],
+    prefer: tuple[type[BaseException], ...] = (errors.FatalError,),
+) -> BaseException:
+    """Unwrap a task group's failure into the one error its caller raises: the first
+    of the ``prefer`` kinds (a fatal error), else the first that is not a
+    cancellation.  Callers above never see an exception group."""
     flat: list[BaseException] = []
 
     def walk(g: BaseException) -> None:
@@ -424,7 +429,7 @@ def _first_fatal(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
     walk(group)
     for e in flat:
-        if isinstance(e, errors.FatalError):
+        if isinstance(e, prefer):
             return e
     for e in flat:
         if not isinstance(e, asyncio.CancelledError):

@@ -48,6 +48,7 @@ from .releases import (
 )
 from .remote import list_tree
 from .report import Events, Report
+from .scheduler import first_error
 from .session import ServerConfig, Session
 
 
@@ -129,12 +130,17 @@ async def seed(
         for i, c in enumerate(share):
             done[c] = Copy.copied(answers[3 * i : 3 * i + 3])
 
-    live_sessions = [s for s in sessions if not s.broken]
-    async with asyncio.TaskGroup() as tg:
-        for i, session in enumerate(live_sessions):
-            share = rest[i :: len(live_sessions)]
-            if share:
-                tg.create_task(copy(session, share))
+    live_sessions = [s for s in sessions if not s.broken] or [sessions[0]]
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for i, session in enumerate(live_sessions):
+                share = rest[i :: len(live_sessions)]
+                if share:
+                    tg.create_task(copy(session, share))
+    except BaseExceptionGroup as group:
+        # One error for the run to report; the temporary names are removed by the
+        # clean-up that follows a failure or a stop.
+        raise first_error(group) from None
     # Into place only when copied and stamped; else away (a copy without the
     # live file's time would look newer than SRC and never be replaced).
     lines: list[str] = []

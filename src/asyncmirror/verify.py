@@ -31,7 +31,7 @@ from .remotedigest import (
 )
 from .replies import Reply
 from .report import Verification
-from .scheduler import Workers, run_batch
+from .scheduler import Workers, first_error, run_batch
 from .session import Session
 
 
@@ -186,12 +186,15 @@ async def _asked(
                 out[rel] = parse_digest(method, reply)
         kept.append(session)
 
-    async with asyncio.TaskGroup() as tg:
-        for session, share in zip(live, shares, strict=True):
-            if share:
-                tg.create_task(ask(session, share))
-            else:
-                kept.append(session)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for session, share in zip(live, shares, strict=True):
+                if share:
+                    tg.create_task(ask(session, share))
+                else:
+                    kept.append(session)
+    except BaseExceptionGroup as group:
+        raise first_error(group) from None
     return out, kept
 
 
