@@ -226,7 +226,9 @@ class MirrorRun:
         try:
             sessions = await self.pool.start(useful())
             async with kept_alive(sessions):  # a large tree may still be scanning
-                tree = await scan
+                # Shielded: a stop must not cancel the waiting task and leave the
+                # thread unwaited; _stop_scan tells the thread to stop and waits.
+                tree = await asyncio.shield(scan)
         except BaseException:
             # A refused login or a stop must not wait for the rest of a large tree.
             await self._stop_scan(scan, stop)

@@ -633,38 +633,115 @@ class ScanWatch(Events):
         self.stopped_at.append(kept)
 
 
-async def test_a_refused_login_stops_the_scan_of_a_large_tree(
-    tmp_path: Path, proftpd: ProftpdServer, featsilent: FeatSilentProxy
-) -> None:
-    """The scan runs in a thread while the sessions log in; a wrong password used to
-    wait for the whole tree before the error came out.
+def _slow_to_scan_tree(src: Path) -> int:
+    """2,000 names that take ~10 ms each to filter with ``SLOW_TO_FILTER``.
 
     A warm tree of 20,000 files scans about as fast as a login is refused here
     (and takes seconds to create), so 2,000 names are made slow to filter instead
-    (the exclude regex backtracks for ~10 ms on each): the whole scan would take
-    some 20 s, and the refusal surely comes first.
+    (the exclude regex backtracks on each): the whole scan would take some 20 s,
+    and whatever stops the run surely comes first.  Returns the count of files.
     """
-    src = tmp_path / "large"
     total = 0
     for d in range(20):
         (src / f"d{d:03}").mkdir(parents=True)
         for f in range(100):
             (src / f"d{d:03}" / f"{'a' * 22}{f:03}").touch()
             total += 1
+    return total
+
+
+SLOW_TO_FILTER = ["(a|aa)+b"]
+
+
+async def test_a_refused_login_stops_the_scan_of_a_large_tree(
+    tmp_path: Path, proftpd: ProftpdServer, featsilent: FeatSilentProxy
+) -> None:
+    """The scan runs in a thread while the sessions log in; a wrong password used to
+    wait for the whole tree before the error came out."""
+    total = _slow_to_scan_tree(tmp_path / "large")
     watch = ScanWatch()
     with pytest.raises(asyncmirror.AuthError):
         await mirror(
-            str(src),
+            str(tmp_path / "large"),
             "never-created",
             host=featsilent.host,
             port=featsilent.port,
             user=proftpd.user,
             password="Wr0ng-scan-stop",
             ca_file=str(proftpd.ca_file),
-            exclude_regex=["(a|aa)+b"],
+            exclude_regex=SLOW_TO_FILTER,
             events=watch,
             timeout=20,
         )
     # Told before mirror() raised: the scan's thread had ended by then, part way.
     assert len(watch.stopped_at) == 1, "the scan was not stopped"
     assert watch.stopped_at[0] < total
+
+
+async def test_a_task_cancelled_during_the_scan_returns_without_waiting_for_it(
+    tmp_path: Path, proftpd: ProftpdServer, featsilent: FeatSilentProxy, remote_dir: RemoteDir
+) -> None:
+    """``task.cancel()`` once the sessions are logged in, while the (20 s) scan runs:
+    mirror() ends with CancelledError, its scan's thread stopped part way (before
+    mirror() returned), and no connection is left open."""
+    assert await wait_for(lambda: featsilent.active_connections == 0, 5)
+    total = _slow_to_scan_tree(tmp_path / "large")
+    watch = ScanWatch()
+    loop = asyncio.get_running_loop()
+    logged_in = asyncio.Event()
+
+    def trace(direction: str, line: str) -> None:
+        if direction == "<-" and line.startswith("230"):
+            loop.call_soon(logged_in.set)
+
+    task = asyncio.create_task(
+        mirror(
+            str(tmp_path / "large"),
+            remote_dir.name,
+            host=featsilent.host,
+            port=featsilent.port,
+            user=proftpd.user,
+            password=proftpd.password,
+            ca_file=str(proftpd.ca_file),
+            exclude_regex=SLOW_TO_FILTER,
+            events=watch,
+            trace=trace,
+            timeout=20,
+        )
+    )
+    await asyncio.wait_for(logged_in.wait(), 20)
+    assert not task.done()
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=20)
+    assert done, "mirror() did not end after the cancellation"
+    assert task.cancelled(), f"mirror() ended with {task.exception()!r}, not CancelledError"
+    assert len(watch.stopped_at) == 1, "the scan was not stopped"
+    assert watch.stopped_at[0] < total
+    assert await wait_for(lambda: featsilent.active_connections == 0, 5)
+    assert not remote_dir.path.exists()  # nothing was written
+
+
+async def test_the_deadline_during_the_scan_stops_it(
+    tmp_path: Path, proftpd: ProftpdServer, featsilent: FeatSilentProxy, remote_dir: RemoteDir
+) -> None:
+    """``--deadline`` passing while the scan runs ends the run with its own error, the
+    scan's thread stopped part way rather than waited for."""
+    total = _slow_to_scan_tree(tmp_path / "large")
+    watch = ScanWatch()
+    with pytest.raises(asyncmirror.errors.TimeoutExpired, match=r"deadline of 1\.5 s"):
+        await mirror(
+            str(tmp_path / "large"),
+            remote_dir.name,
+            host=featsilent.host,
+            port=featsilent.port,
+            user=proftpd.user,
+            password=proftpd.password,
+            ca_file=str(proftpd.ca_file),
+            exclude_regex=SLOW_TO_FILTER,
+            events=watch,
+            timeout=20,
+            deadline=1.5,
+        )
+    assert len(watch.stopped_at) == 1, "the scan was not stopped"
+    assert watch.stopped_at[0] < total
+    assert not remote_dir.path.exists()
