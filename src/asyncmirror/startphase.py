@@ -151,7 +151,9 @@ class SrcScan:
     async def tree(self) -> LocalTree:
         """The whole tree, once scanned."""
         assert self._task is not None
-        return await self._task
+        # Shielded: a cancel here would cancel only the wait for the thread, and
+        # leave it running; the block's end stops it and waits for it instead.
+        return await asyncio.shield(self._task)
 
 
 def _note_not_mirrored(rec: Recorder, notices: list[tuple[str, str]]) -> None:
