@@ -191,17 +191,9 @@ class MirrorRun:
             assert self.links is not None  # links are planned only with --site-symlink
             sessions = await self.links.make(sessions, base, plan, remote_tree)
         if plan.delete_files or plan.delete_dirs:
-            count = len(plan.delete_files) + len(plan.delete_dirs)
-            if self.report.failed:
-                self.rec.note("not deleting anything on the server because some files failed")
-            elif self.options.max_delete is not None and count > self.options.max_delete:
-                msg = (
-                    f"{count} deletions planned, more than --max-delete {self.options.max_delete}; "
-                    "deleted nothing"
-                )
-                self.rec.failed(base, msg)
-            else:
-                sessions[0] = await dstwrites.delete(self.pool, self.rec, sessions[0], base, plan)
+            sessions[0] = await dstwrites.delete(
+                self.pool, self.rec, sessions[0], base, plan, max_delete=self.options.max_delete
+            )
         if self.leftovers.temp_names:
             sessions[0] = await self.leftovers.remove_temporaries(sessions[0])
         if self.store.needs_final_write(remote_tree):
