@@ -1,6 +1,6 @@
 """``asyncmirror --doctor [SRC] [DST]``: the command-line side of the diagnosis.
 
-Takes the parsed arguments and the target that :mod:`asyncmirror.cli`
+Takes the parsed arguments and the target that :mod:`asyncmirror.credentials`
 resolved (server, credentials, TLS flags as for a run), sizes SRC when given
 (for the time estimate), runs :func:`asyncmirror.doctor.diagnose` and prints
 the table -- or JSON with ``--json`` -- on stdout.  Exit 0 when the login
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TextIO
 from . import errors
 
 if TYPE_CHECKING:
-    from .cli import Target
+    from .credentials import Target
     from .diagnosis import TreeSize
 
 EXIT_OK, EXIT_FATAL = 0, 3
@@ -33,12 +33,12 @@ def split_positionals(args: argparse.Namespace) -> None:
 def tree_size(args: argparse.Namespace) -> TreeSize | None:
     if not args.src:
         return None
-    from .cli import _rules
+    from .arguments import filter_rules
     from .diagnosis import TreeSize
     from .filters import FilterSet
     from .local import scan
 
-    tree = scan(args.src, FilterSet.from_rules(_rules(args)))
+    tree = scan(args.src, FilterSet.from_rules(filter_rules(args)))
     return TreeSize(len(tree.files), sum(f.size for f in tree.files.values()), len(tree.dirs))
 
 
