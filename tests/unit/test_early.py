@@ -103,7 +103,7 @@ async def test_a_session_waiting_too_long_for_its_early_connection_times_out_and
 ) -> None:
     """Bounded by the session's timeout like any connect; the socket that connects
     afterwards is closed, not left holding a server process."""
-    from asyncmirror.session import _Client
+    from asyncmirror.transport import open_control
 
     release = threading.Event()
     real_connect = socket.create_connection
@@ -118,10 +118,8 @@ async def test_a_session_waiting_too_long_for_its_early_connection_times_out_and
     monkeypatch.setattr(socket, "create_connection", slow_connect)
     port = port_of(listener)
     early = EarlyConnection("127.0.0.1", port, timeout=10)
-    client = _Client(socket_timeout=0.2, connection_timeout=0.2)
-    client.early = early
     with pytest.raises(TimeoutError):
-        await client._open_connection("127.0.0.1", port)
+        await open_control("127.0.0.1", port, 0.2, early)
     release.set()
     wait_done(early)
     assert len(made) == 1
