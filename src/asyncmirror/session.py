@@ -31,7 +31,7 @@ from collections.abc import Iterator, Sequence
 from . import errors
 from .control import ControlConnection, Trace
 from .login import LoginGate, ServerConfig, log_in
-from .pipeline import AheadAnswered, Answer, Kind, Pipeline, Progress, Write
+from .pipeline import AheadAnswered, Answer, Kind, Pipeline, Progress
 from .quirks import ServerQuirks
 from .replies import Reply, mask_command, parse_epsv, parse_pasv, reply_error
 
@@ -42,12 +42,7 @@ __all__ = ["LoginGate", "ServerConfig", "ServerQuirks", "Session", "Trace"]
 class Session:
     """A logged-in, TLS-protected control connection.  Open it with :meth:`open`."""
 
-    def __init__(
-        self,
-        config: ServerConfig,
-        ctx: ssl.SSLContext,
-        quirks: ServerQuirks,
-    ) -> None:
+    def __init__(self, config: ServerConfig, ctx: ssl.SSLContext, quirks: ServerQuirks) -> None:
         self.config = config
         self.quirks = quirks
         self._ctx = ctx
@@ -123,10 +118,7 @@ class Session:
 
     async def send(self, *lines: str) -> None:
         """Write one or more command lines in a single segment (pipelining)."""
-        await self._write(self._pipeline.send(*lines))
-
-    async def _write(self, write: Write) -> None:
-        await self._conn.write(write)
+        await self._conn.write(self._pipeline.send(*lines))
 
     async def read_reply(self) -> Reply:
         """Read the next reply (a 1xx or a final one) to the commands sent, in order.
@@ -223,7 +215,7 @@ class Session:
 
     async def send_transfer(self, command: str) -> None:
         """Send a transfer command (``STOR``, ``LIST`` ...) with the lines riding with it."""
-        await self._write(self._pipeline.send_transfer(command))
+        await self._conn.write(self._pipeline.send_transfer(command))
 
     @contextlib.contextmanager
     def passive_ahead_allowed(self, allowed: bool) -> Iterator[None]:
@@ -246,7 +238,7 @@ class Session:
 
     async def send_passive_ahead(self) -> None:
         """Send the next passive command before the transfer's final reply is read."""
-        await self._write(self._pipeline.send_ahead(self._passive_command()))
+        await self._conn.write(self._pipeline.send_ahead(self._passive_command()))
 
     # --- passive mode -----------------------------------------------------------
 
@@ -257,7 +249,7 @@ class Session:
 
     async def send_passive(self, *before: str) -> None:
         """Send ``before`` (plain commands) and the passive command in one write."""
-        await self._write(self._pipeline.send_passive(self._passive_command(), before))
+        await self._conn.write(self._pipeline.send_passive(self._passive_command(), before))
 
     async def read_passive(self) -> tuple[str, int]:
         """Read the reply to the passive command; fall back from EPSV to PASV once."""
