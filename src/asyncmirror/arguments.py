@@ -52,19 +52,20 @@ class _Version(argparse.Action):
 
 
 def version_line() -> str:
-    """``asyncmirror 0.1.0 (aioftp 0.27.2, Python 3.11.7)``: what a bug report needs."""
+    """``asyncmirror 0.1.0 (Python 3.11.7, OpenSSL 3.0.15, uvloop 0.23.0)``: what a
+    bug report needs (the TLS library and the event loop asyncmirror runs on)."""
+    import ssl
     from importlib import metadata
-
-    def of(dist: str) -> str:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return "not installed"
 
     from . import __version__
 
+    try:
+        loop = f"uvloop {metadata.version('uvloop')}"
+    except metadata.PackageNotFoundError:
+        loop = "asyncio"
     python = ".".join(map(str, sys.version_info[:3]))
-    return f"asyncmirror {__version__} (aioftp {of('aioftp')}, Python {python})"
+    openssl = " ".join(ssl.OPENSSL_VERSION.split()[:2])
+    return f"asyncmirror {__version__} (Python {python}, {openssl}, {loop})"
 
 
 def build_parser() -> argparse.ArgumentParser:

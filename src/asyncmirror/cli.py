@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .report import Events, Report
     from .session import ServerConfig
 
-# The heavy imports (asyncio, ssl, aioftp: about a tenth of a second) happen in
+# The heavy imports (asyncio, ssl) happen in
 # main() only after the first control connection has been started, so that
 # they overlap its TCP handshake and the server's greeting (see early.py).
 

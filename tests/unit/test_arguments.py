@@ -91,5 +91,6 @@ def test_version_prints_the_release_and_what_it_runs_on(capsys: pytest.CaptureFi
     assert stop.value.code == 0
     out = capsys.readouterr().out
     installed = importlib.metadata.version("asyncmirror")
-    assert out.startswith(f"asyncmirror {installed} (aioftp "), out
+    assert out.startswith(f"asyncmirror {installed} (Python "), out
+    assert "OpenSSL" in out, out
     assert asyncmirror.__version__ == installed  # pyproject.toml and the package agree
