@@ -83,7 +83,9 @@ def _sure_sessions(args: argparse.Namespace) -> int:
     return max(1, min(kept, args.jobs)) if args.jobs >= 1 else 0
 
 
-def _make_trace(stream: TextIO) -> Trace:
+def make_trace(stream: TextIO) -> Trace:
+    """``--debug``: each command and reply on ``stream`` (the password already masked)."""
+
     def trace(direction: str, line: str) -> None:
         print(f"{direction} {line}", file=stream, flush=True)
 
@@ -123,7 +125,7 @@ def options_from(
         user=target.user,
         password=target.password,
         rules=filter_rules(args),
-        fingerprint=args.fingerprint or os.environ.get("FTP_FINGERPRINT") or None,
+        fingerprint=fingerprint_from(args),
         remote_timezone=_timezone(args.remote_timezone),
         events=events,
         trace=trace,
@@ -149,7 +151,7 @@ async def run(
         args,
         target,
         events=events,
-        trace=_make_trace(stream) if args.debug else None,
+        trace=make_trace(stream) if args.debug else None,
         early=early,
     )
     if options.insecure and not options.fingerprint:
@@ -161,7 +163,7 @@ async def run(
         from .switch import rollback_site
 
         return await rollback_site(
-            _server_config(args, target, options.fingerprint, stream, early),
+            server_config(args, target, options.fingerprint, stream, early),
             target.path,
             timezone=_timezone(args.remote_timezone),
             events=events,
@@ -172,13 +174,19 @@ async def run(
     return await run_mirror(args.src, target.path, options)
 
 
-def _server_config(
+def fingerprint_from(args: argparse.Namespace) -> str | None:
+    """The pinned certificate: ``--fingerprint``, else ``FTP_FINGERPRINT``."""
+    return args.fingerprint or os.environ.get("FTP_FINGERPRINT") or None
+
+
+def server_config(
     args: argparse.Namespace,
     target: Target,
     fingerprint: str | None,
     stream: TextIO,
-    early: Sequence[EarlyConnection],
+    early: Sequence[EarlyConnection] = (),
 ) -> ServerConfig:
+    """How to log in, for a run and for ``--doctor`` alike."""
     from .session import ServerConfig
     from .transport import TLSPolicy
 
@@ -189,7 +197,7 @@ def _server_config(
         password=target.password,
         tls=TLSPolicy(ca_file=args.ca_file, fingerprint=fingerprint, insecure=args.insecure),
         timeout=args.timeout,
-        trace=_make_trace(stream) if args.debug else None,
+        trace=make_trace(stream) if args.debug else None,
         early=tuple(early),
     )
 

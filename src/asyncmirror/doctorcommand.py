@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from typing import TYPE_CHECKING, TextIO
 
@@ -43,25 +42,14 @@ def tree_size(args: argparse.Namespace) -> TreeSize | None:
 
 
 def doctor_main(args: argparse.Namespace, target: Target, stdout: TextIO, stderr: TextIO) -> int:
-    from .cli import _make_trace
+    from .cli import fingerprint_from, server_config
     from .diagnosis import render_table, to_json
     from .doctor import diagnose
     from .runner import run as run_async
-    from .session import ServerConfig
-    from .transport import TLSPolicy
 
     if args.max_probe is not None and args.max_probe < 1:
         raise errors.UsageError("--max-probe must be at least 1")
-    fingerprint = args.fingerprint or os.environ.get("FTP_FINGERPRINT") or None
-    config = ServerConfig(
-        host=target.host,
-        port=target.port,
-        user=target.user,
-        password=target.password,
-        tls=TLSPolicy(ca_file=args.ca_file, fingerprint=fingerprint, insecure=args.insecure),
-        timeout=args.timeout,
-        trace=_make_trace(stderr) if args.debug else None,
-    )
+    config = server_config(args, target, fingerprint_from(args), stderr)
     findings = run_async(
         diagnose(
             config,
