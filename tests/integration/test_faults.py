@@ -2,8 +2,8 @@
 
 Every test checks the end state on the server's disk (each file byte for byte against the
 local one, nothing partial left), the exit code and report, and the message -- and that
-the fault it is about really fired (a proxy counter), so that a test whose fault never
-happened fails instead of passing for nothing.
+the fault it is about really took effect (the fault's own ``done`` count), so that a
+test whose fault never happened fails instead of passing for nothing.
 
 The proxy (``servers.faultproxy``) is a TLS man-in-the-middle on 127.0.0.3 in front of a
 ProFTPD that requires TLS session reuse and masquerades as 127.0.0.3 in its PASV/EPSV
