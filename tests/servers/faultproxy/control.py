@@ -85,15 +85,17 @@ async def handle_control(
     hub.tasks.add(task)
     conn = Control(hub.count_control(), creader, cwriter)
     try:
-        faults = hub.book.due(CONNECT, "", ("refuse", "effect"), open_controls=len(hub.controls))
-        refused = [f for f in faults if isinstance(f.do, Refuse)]
-        for fault in faults:
-            if not isinstance(fault.do, Refuse):
-                hub.fire(fault, conn)
-        if refused:
-            hub.book.credit(refused[0])
-            assert isinstance(refused[0].do, Refuse)
-            cwriter.write(refused[0].do.reply.encode() + b"\r\n")
+        refusal: str | None = None
+        for fault in hub.book.due(
+            CONNECT, "", ("refuse", "effect"), open_controls=len(hub.controls)
+        ):
+            if isinstance(fault.do, Refuse):
+                hub.book.credit(fault)
+                refusal = fault.do.reply
+            else:
+                hub.fire(fault)
+        if refusal is not None:
+            cwriter.write(refusal.encode() + b"\r\n")
             with contextlib.suppress(OSError):
                 await cwriter.drain()
             return
@@ -129,7 +131,7 @@ def _on_command(hub: FaultProxy, conn: Control, command: str) -> tuple[bool, Fau
     drop: Fault | None = None
     for fault in hub.book.due(verb, argument, ("drop", "effect")):
         if fault.do.kind == "effect":
-            hub.fire(fault, conn)
+            hub.fire(fault)
         else:
             drop = fault
     if drop is not None:

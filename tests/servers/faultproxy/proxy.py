@@ -131,7 +131,7 @@ class FaultProxy(LoopThread):
         conn.cwriter.write(b"".join(reply))
         await conn.cwriter.drain()
 
-    def fire(self, fault: Fault, conn: Control) -> None:
+    def fire(self, fault: Fault) -> None:
         """Start an effect (:class:`Silence`, :class:`Restart`, :class:`Call`)."""
         action = fault.do
         if isinstance(action, Silence):
