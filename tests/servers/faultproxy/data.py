@@ -51,7 +51,7 @@ async def handle_data(
     hub.count_data()
     try:
         conn = hub.port_owner.get(port)
-        debug("data accept", port, conn and conn.number)
+        debug("data accept", port, cwriter.get_extra_info("peername"), conn and conn.number)
         if conn is None or conn.closed:
             reset(data.sockets, data.writers())
             return
@@ -62,6 +62,7 @@ async def handle_data(
     finally:
         for writer in data.writers():
             abort(writer)
+        debug("data end", port, cwriter.get_extra_info("peername"))
         hub.datas.discard(data)
         hub.tasks.discard(task)
 
