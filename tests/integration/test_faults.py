@@ -2,8 +2,8 @@
 
 Every test checks the end state on the server's disk (each file byte for byte against the
 local one, nothing partial left), the exit code and report, and the message -- and that
-the fault it is about really fired (a proxy counter), so that a test whose fault never
-happened fails instead of passing for nothing.
+the fault it is about really took effect (the fault's own ``done`` count), so that a
+test whose fault never happened fails instead of passing for nothing.
 
 The proxy (``servers.faultproxy``) is a TLS man-in-the-middle on 127.0.0.3 in front of a
 ProFTPD that requires TLS session reuse and masquerades as 127.0.0.3 in its PASV/EPSV
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import random
@@ -40,10 +41,23 @@ from asyncmirror.planner import Plan
 from tests.integration.treebuilders import is_own, snapshot
 from tests.servers.common import reap
 from tests.servers.faultproxy import (
-    DataFault,
+    CONNECT,
+    LISTINGS,
+    Answer,
+    Call,
+    Cut,
+    CutControl,
+    DropControl,
     FakePlainServer,
+    Fault,
     FaultProxy,
-    ReplyFault,
+    Inject,
+    Refuse,
+    Replace,
+    Restart,
+    Silence,
+    Stall,
+    Truncate,
     start_fault_server,
 )
 from tests.servers.proftpd import INSTALL_HINT, ProftpdServer, proftpd_unavailable_reason
@@ -237,7 +251,7 @@ def run_cli(
 
 
 def describe(run: CliRun, proxy: FaultProxy | None = None) -> str:
-    extra = f"\ninjected: {dict(proxy.injected)}" if proxy is not None else ""
+    extra = f"\nfaults:\n{proxy.describe()}" if proxy is not None else ""
     return f"rc={run.rc} in {run.elapsed:.1f} s\nstderr:\n{run.err[-4000:]}{extra}"
 
 
@@ -262,12 +276,13 @@ def test_data_connections_reset_every_third_are_retried_to_a_byte_identical_tree
         src, {f"d{i % 3}/f{i:02d}.bin": 96_000 + 1000 * i for i in range(12)} | {"x.txt": 10}
     )
     remote = fresh_remote(ftp, "cut3")
-    ftp.proxy.configure(data_faults=[DataFault(after=16_384, every=3)])
+    cut = Fault("STOR", Cut(after=16_384), every=3)
+    ftp.proxy.inject(cut)
 
     run = run_cli(ftp, src, remote.name, "-j", "4", "--timeout", "5", "--retries", "5")
 
     assert run.rc == 0, describe(run, ftp.proxy)
-    assert ftp.proxy.count("data_cut") >= 3, describe(run, ftp.proxy)
+    assert cut.done >= 3, describe(run, ftp.proxy)
     assert run.report["retries"] > 0, run.report
     assert run.report["uploaded"] == len(files)
     assert run.report["failed"] == []
@@ -284,12 +299,13 @@ def test_a_large_file_cut_mid_transfer_is_resent_and_its_state_digest_is_right(
     src = tmp_path / "site"
     files = make_tree(src, {"media/big.bin": 5 * 1024 * 1024 + 77_777, "a.txt": 50})
     remote = fresh_remote(ftp, "bigcut")
-    ftp.proxy.configure(data_faults=[DataFault(after=1 << 20, name="big.bin", times=1)])
+    cut = Fault("STOR", Cut(after=1 << 20), name="big.bin", times=1)
+    ftp.proxy.inject(cut)
 
     run = run_cli(ftp, src, remote.name, "-j", "2", "--timeout", "5", "--retries", "3")
 
     assert run.rc == 0, describe(run, ftp.proxy)
-    assert ftp.proxy.count("data_cut") == 1, describe(run, ftp.proxy)
+    assert cut.done == 1, describe(run, ftp.proxy)
     assert run.report["retries"] == 1, run.report
     assert_mirrored(files, remote, run)
     state = json.loads((remote.path / ".htasyncmirror-state.json").read_bytes())["files"]
@@ -306,14 +322,15 @@ def test_control_connection_dropped_mid_run_reconnects_and_finishes(
     files = make_tree(src, {f"p/f{i:02d}.html": 3000 + 500 * i for i in range(16)})
     remote = fresh_remote(ftp, "ctrl")
     # The connection carrying the 3rd and the 6th STOR is reset (before it is forwarded)...
-    ftp.proxy.configure(drop_control_after=3, drop_control_verb="STOR", drop_control_times=2)
+    drop = Fault("STOR", DropControl(), every=3, times=2)
     # ...and every control connection at once while verification replies are in flight.
-    ftp.proxy.at_command("SIZE", 5, ftp.proxy.drop_control_connections)
+    drop_all = Fault("SIZE", DropControl(every_connection=True), every=5, times=1)
+    ftp.proxy.inject(drop, drop_all)
 
     run = run_cli(ftp, src, remote.name, "-j", "3", "--timeout", "5", "--retries", "5")
 
     assert run.rc == 0, describe(run, ftp.proxy)
-    assert ftp.proxy.count("control_drop") >= 3, describe(run, ftp.proxy)
+    assert drop.done + drop_all.done >= 3, describe(run, ftp.proxy)
     assert ftp.proxy.control_connections > 3  # sessions were replaced
     assert run.report["failed"] == []
     assert run.report["uploaded"] == len(files)
@@ -329,12 +346,13 @@ def test_421_beyond_three_connections_shrinks_the_pool_and_says_so_once(
     src = tmp_path / "site"
     files = make_tree(src, {f"f{i:02d}.txt": 2000 + 100 * i for i in range(20)})
     remote = fresh_remote(ftp, "421")
-    ftp.proxy.configure(max_control_connections=3)
+    refuse = Fault(CONNECT, Refuse(beyond=3))
+    ftp.proxy.inject(refuse)
 
     run = run_cli(ftp, src, remote.name, "-j", "8", "--timeout", "5", "--retries", "4")
 
     assert run.rc == 0, describe(run, ftp.proxy)
-    assert ftp.proxy.count("refused_421") >= 5, describe(run, ftp.proxy)
+    assert refuse.done >= 5, describe(run, ftp.proxy)
     assert_mirrored(files, remote, run)
     notes = [n for n in run.report["notes"] if "connections" in n]
     assert len(notes) == 1, run.report["notes"]
@@ -349,25 +367,30 @@ def test_transient_425_426_450_451_replies_are_retried(ftp: Faulty, tmp_path: Pa
     src = tmp_path / "site"
     files = make_tree(src, {f"s/f{i:02d}.css": 1500 + 37 * i for i in range(24)})
     remote = fresh_remote(ftp, "4xx")
-    faults = [
-        ReplyFault(
-            "EPSV", "425 Unable to build data connection: Address already in use", every=5, times=2
+    faults = {
+        "425": Fault(
+            "EPSV",
+            Answer("425 Unable to build data connection: Address already in use"),
+            every=5,
+            times=2,
         ),
-        ReplyFault("STOR", "450 /x: Resource temporarily unavailable", every=4, times=2),
+        "450": Fault("STOR", Answer("450 /x: Resource temporarily unavailable"), every=4, times=2),
         # The transfer happens, then the server says it did not: sent again, verified.
-        ReplyFault(
-            "STOR", "426 Data connection closed; transfer aborted", every=5, times=2, forward=True
+        "426": Fault(
+            "STOR", Replace("426 Data connection closed; transfer aborted"), every=5, times=2
         ),
-        ReplyFault("STOR", "451 Requested action aborted: local error in processing", every=7),
-    ]
-    ftp.proxy.configure(reply_faults=faults)
+        "451": Fault(
+            "STOR", Answer("451 Requested action aborted: local error in processing"), every=7
+        ),
+    }
+    ftp.proxy.inject(*faults.values())
 
     # (--no-state: the state file's own upload is the subject of the next test.)
     run = run_cli(
         ftp, src, remote.name, "-j", "3", "--timeout", "5", "--retries", "5", "--no-state", "-vv"
     )
 
-    fired = {f.reply[:3]: f.fired for f in faults}
+    fired = {code: f.fired for code, f in faults.items()}
     assert all(fired.values()), fired
     assert run.rc == 0, describe(run, ftp.proxy)
     assert run.report["retries"] >= fired["450"] + fired["426"] + fired["451"], run.report
@@ -388,10 +411,10 @@ def test_transient_replies_to_pipelined_mkd_and_dele_are_retried(
         (src / f"stale{i}.txt").unlink()
     files = make_tree(src, {f"d{i}/f.txt": 100 + i for i in range(6)})
     faults = [
-        ReplyFault("MKD", "450 Directory busy, try again", name="d3", times=1),
-        ReplyFault("DELE", "450 File busy, try again", name="stale2.txt", times=1),
+        Fault("MKD", Answer("450 Directory busy, try again"), name="d3", times=1),
+        Fault("DELE", Answer("450 File busy, try again"), name="stale2.txt", times=1),
     ]
-    ftp.proxy.configure(reply_faults=faults)
+    ftp.proxy.inject(*faults)
     run = run_cli(ftp, src, remote.name, "--delete", "--timeout", "5", "--no-state")
     assert [f.fired for f in faults] == [1, 1]
     assert run.rc == 0, describe(run, ftp.proxy)
@@ -415,8 +438,9 @@ def test_state_file_write_failing_once_is_retried_and_leaves_no_temporary_file(
     src = tmp_path / "site"
     files = make_tree(src, {"a.txt": 100, "b.txt": 200})
     remote = fresh_remote(ftp, f"state-{verb.lower()}")
-    fault = ReplyFault(verb, reply, name=".htasyncmirror-state.json", forward=forward, times=1)
-    ftp.proxy.configure(reply_faults=[fault])
+    action = Replace(reply) if forward else Answer(reply)
+    fault = Fault(verb, action, name=".htasyncmirror-state.json", times=1)
+    ftp.proxy.inject(fault)
 
     run = run_cli(ftp, src, remote.name, "-j", "2", "--timeout", "5", "--retries", "3")
 
@@ -458,20 +482,19 @@ def test_permanent_553_fails_that_file_only_and_leaves_nothing_under_its_name(
     remote = fresh_remote(ftp, "553")
     denied = "553 denied.txt: Permission denied"
     quota = "553 quota.bin: Input/output error"
-    ftp.proxy.configure(
-        reply_faults=[
-            # Refused outright: the server never sees the STOR.
-            ReplyFault("STOR", denied, name="denied.txt"),
-            # Refused after the server wrote part of it (a failing disk): a partial file.
-            ReplyFault("STOR", quota, name="quota.bin", forward=True),
-        ],
-        data_faults=[DataFault(after=40_000, action="truncate", name="quota.bin")],
+    truncate = Fault("STOR", Truncate(after=40_000), name="quota.bin")
+    ftp.proxy.inject(
+        # Refused outright: the server never sees the STOR.
+        Fault("STOR", Answer(denied), name="denied.txt"),
+        # Refused after the server wrote part of it (a failing disk): a partial file.
+        Fault("STOR", Replace(quota), name="quota.bin"),
+        truncate,
     )
 
     run = run_cli(ftp, src, remote.name, "-j", "2", "--timeout", "5", "--retries", "3")
 
     assert run.rc == 1, describe(run, ftp.proxy)
-    assert ftp.proxy.count("data_truncated") >= 1, describe(run, ftp.proxy)
+    assert truncate.done >= 1, describe(run, ftp.proxy)
     failed = {f["path"]: f["error"] for f in run.report["failed"]}
     assert set(failed) == {"denied.txt", "quota.bin"}, failed
     assert denied in failed["denied.txt"]
@@ -497,10 +520,7 @@ def test_a_server_out_of_space_stops_new_uploads_says_so_once_and_leaves_nothing
     full = "552 Transfer aborted. Disk quota exceeded"
     # Every upload gets part-way, then the quota stops it (as mod_quotatab does): the
     # server holds a cut file under the real name until the run removes it.
-    ftp.proxy.configure(
-        reply_faults=[ReplyFault("STOR", full, forward=True)],
-        data_faults=[DataFault(after=20_000, action="truncate")],
-    )
+    ftp.proxy.inject(Fault("STOR", Replace(full)), Fault("STOR", Truncate(after=20_000)))
 
     run = run_cli(ftp, src, remote.name, "-j", "2", "--timeout", "5", "--no-state")
 
@@ -526,7 +546,7 @@ def test_a_refused_stor_keeps_the_old_version_on_the_server(ftp: Faulty, tmp_pat
     denied = "553 page.html: Permission denied"
     # Refused before the server opened the file: the old version is intact and must stay
     # (a failed upload is removed only when the server holds a truncated file).
-    ftp.proxy.configure(reply_faults=[ReplyFault("STOR", denied, name="page.html")])
+    ftp.proxy.inject(Fault("STOR", Answer(denied), name="page.html"))
 
     run = run_cli(ftp, src, remote.name, "-j", "2", "--timeout", "5", "--retries", "2")
 
@@ -545,11 +565,12 @@ def test_a_file_whose_size_never_verifies_is_not_left_behind(ftp: Faulty, tmp_pa
     plant(ftp, remote, "page.html", b"<p>old</p>")
     # Every transfer of page.html ends with a 226, but the server's SIZE disagrees
     # with what was sent: the upload fails for good after its retries.
-    ftp.proxy.configure(reply_faults=[ReplyFault("SIZE", "213 1", name="page.html", forward=True)])
+    size = Fault("SIZE", Replace("213 1"), name="page.html")
+    ftp.proxy.inject(size)
 
     run = run_cli(ftp, src, remote.name, "-j", "2", "--timeout", "5", "--retries", "1")
 
-    assert ftp.proxy.count("reply_rewritten") >= 2, describe(run, ftp.proxy)
+    assert size.done >= 2, describe(run, ftp.proxy)
     assert run.rc == 1, describe(run, ftp.proxy)
     assert [f["path"] for f in run.report["failed"]] == ["page.html"], run.report
     # What the server holds under page.html could not be verified: it is removed,
@@ -575,13 +596,14 @@ def test_file_failing_for_good_mid_transfer_is_never_left_truncated(
     old = b"the previous complete version\n" * 10
     if existing:
         plant(ftp, remote, "big.bin", old)
-    ftp.proxy.configure(data_faults=[DataFault(after=32_768, name="big.bin")])
+    cut = Fault("STOR", Cut(after=32_768), name="big.bin")
+    ftp.proxy.inject(cut)
     args = ["-j", "2", "--timeout", "5", "--retries", "1"] + (["--atomic"] if atomic else [])
 
     run = run_cli(ftp, src, remote.name, *args)
 
     assert run.rc == 1, describe(run, ftp.proxy)
-    assert ftp.proxy.count("data_cut") == 2, describe(run, ftp.proxy)  # first try + 1 retry
+    assert cut.done == 2, describe(run, ftp.proxy)  # first try + 1 retry
     assert [f["path"] for f in run.report["failed"]] == ["big.bin"], run.report["failed"]
     assert "big.bin" in run.err
     assert incomplete_uploads(ftp, remote), "the cut never left a partial file on the server"
@@ -658,7 +680,8 @@ def test_atomic_never_exposes_a_partial_file_even_with_cuts(ftp: Faulty, tmp_pat
             old = f"old version {i}\n".encode() * 50
             plant(ftp, remote, rel, old)
             allowed[rel].add(old)
-    ftp.proxy.configure(data_faults=[DataFault(after=16_384, every=3)])
+    cut = Fault("STOR", Cut(after=16_384), every=3)
+    ftp.proxy.inject(cut)
 
     with _Watcher(remote, allowed) as watcher:
         run = run_cli(
@@ -667,7 +690,7 @@ def test_atomic_never_exposes_a_partial_file_even_with_cuts(ftp: Faulty, tmp_pat
         time.sleep(0.05)
 
     assert run.rc == 0, describe(run, ftp.proxy)
-    assert ftp.proxy.count("data_cut") >= 3, describe(run, ftp.proxy)
+    assert cut.done >= 3, describe(run, ftp.proxy)
     assert watcher.observed > 0
     assert not watcher.violations, watcher.violations[:10]
     assert_mirrored(files, remote, run)
@@ -686,16 +709,15 @@ def test_atomic_leaves_no_temporary_file_when_the_session_breaks(
     remote = fresh_remote(ftp, "atomic-broken")
     if where == "rename-lost":
         # The temporary file is complete; the connection dies before RNFR reaches the server.
-        ftp.proxy.configure(drop_control_after=1, drop_control_verb="RNFR")
+        fault = Fault("RNFR", DropControl(), times=1)
     else:
         # The connection dies while the temporary file is being written.
-        ftp.proxy.configure(
-            data_faults=[DataFault(after=65_536, action="drop_control", name="big.bin", times=1)]
-        )
+        fault = Fault("STOR", CutControl(after=65_536), name="big.bin", times=1)
+    ftp.proxy.inject(fault)
 
     run = run_cli(ftp, src, remote.name, "--atomic", "-j", "2", "--timeout", "5", "--retries", "3")
 
-    assert ftp.proxy.count("control_drop") == 1, describe(run, ftp.proxy)
+    assert fault.done == 1, describe(run, ftp.proxy)
     assert run.rc == 0, describe(run, ftp.proxy)
     assert_mirrored(files, remote, run)
 
@@ -712,9 +734,10 @@ def test_silent_server_gives_a_clear_timeout_in_bounded_time(
     remote = fresh_remote(ftp, "silent")
     timeout, retries = 2, 1
     if when == "from-the-start":
-        ftp.proxy.configure(stall_replies=True)
+        silence = Fault(CONNECT, Silence())
     else:
-        ftp.proxy.at_command("STOR", 3, ftp.proxy.stall)
+        silence = Fault("STOR", Silence(), every=3, times=1)
+    ftp.proxy.inject(silence)
 
     run = run_cli(
         ftp,
@@ -729,7 +752,7 @@ def test_silent_server_gives_a_clear_timeout_in_bounded_time(
         timeout=60,
     )
 
-    assert ftp.proxy.count("stalled_replies") >= 1
+    assert silence.done >= 1
     assert run.rc != 0, describe(run, ftp.proxy)
     assert run.rc in (1, 3), describe(run, ftp.proxy)
     assert "timed out" in run.err, run.err
@@ -749,11 +772,12 @@ def test_deadline_against_a_stalled_server_exits_3_with_a_deadline_message(
 ) -> None:
     src = tmp_path / "site"
     make_tree(src, {"a.txt": 10})
-    ftp.proxy.configure(stall_replies=True)
+    silence = Fault(CONNECT, Silence())
+    ftp.proxy.inject(silence)
 
     run = run_cli(ftp, src, fresh_remote(ftp, "deadline").name, "--deadline", "3", timeout=30)
 
-    assert ftp.proxy.count("stalled_replies") >= 1
+    assert silence.done >= 1
     assert run.rc == 3, describe(run, ftp.proxy)
     assert "deadline" in run.err, run.err
     assert "3 s" in run.err, run.err
@@ -773,11 +797,12 @@ def test_the_deadline_mid_upload_leaves_no_partial_file_under_a_real_name(
     plant(ftp, remote, "changed.bin", b"old version")  # older: replaced
     # Each upload stalls after 256 KiB: the server holds a partial file under the real
     # name (STOR truncated the old one) when the deadline stops the run.
-    ftp.proxy.configure(data_faults=[DataFault(after=256 * 1024, action="stall")])
+    stall = Fault("STOR", Stall(after=256 * 1024))
+    ftp.proxy.inject(stall)
 
     run = run_cli(ftp, src, remote.name, "-j", "2", "--deadline", "3", timeout=40)
 
-    assert ftp.proxy.count("data_stalled") == 2, describe(run, ftp.proxy)
+    assert stall.done == 2, describe(run, ftp.proxy)
     assert run.rc == 3, describe(run, ftp.proxy)
     assert "deadline" in run.err
     assert run.err.count("removed the partial upload of") == 2, run.err
@@ -795,20 +820,16 @@ def test_a_stop_between_stor_and_its_150_removes_only_a_truncated_file(
     old = b"x" * 5000
     plant(ftp, remote, "page.html", old)  # older, so replaced
 
-    async def swallow_replies_for_a_while() -> None:
-        # The client is still waiting for the STOR's answer when the deadline stops it.
-        ftp.proxy.configure(stall_replies=True)
-        await asyncio.sleep(1.5)
-        ftp.proxy.configure(stall_replies=False, reply_faults=[])
-
+    # The client is still waiting for the STOR's answer when the deadline stops it.
+    silence = Fault("STOR", Silence(seconds=1.5), times=1)
+    ftp.proxy.inject(silence)
     if not server_saw_stor:
         # The proxy answers STOR itself (and that answer is swallowed too): ProFTPD
         # never sees it, and page.html stays the version the site serves.
-        ftp.proxy.configure(reply_faults=[ReplyFault("STOR", "450 busy")])
-    ftp.proxy.at_command("STOR", 1, swallow_replies_for_a_while)
+        ftp.proxy.inject(Fault("STOR", Answer("450 busy"), times=1))
     run = run_cli(ftp, src, remote.name, "-j", "1", "--deadline", "2.5", "--timeout", "10")
 
-    assert ftp.proxy.count("stalled_replies") >= 1, describe(run, ftp.proxy)
+    assert silence.done >= 1, describe(run, ftp.proxy)
     assert run.rc == 3, describe(run, ftp.proxy)
     if server_saw_stor:
         # ProFTPD truncated page.html on reading STOR: left alone, the server would
@@ -840,14 +861,15 @@ def test_ctrl_c_mid_upload_exits_130_and_removes_the_temporary_files(
     src = tmp_path / "site"
     make_tree(src, {"a.bin": 2 << 20, "b.bin": 2 << 20})
     remote = fresh_remote(ftp, "stopsigint")
-    ftp.proxy.configure(data_faults=[DataFault(after=128 * 1024, action="stall")])
+    stall = Fault("STOR", Stall(after=128 * 1024))
+    ftp.proxy.inject(stall)
     argv, env = cli_command(ftp, src, remote.name, "--atomic", "-j", "2", json_report=False)
     proc = subprocess.Popen(with_ctrl_c(argv), env=env, stderr=subprocess.PIPE, text=True)
     try:
         stalled = time.monotonic() + 20
-        while ftp.proxy.count("data_stalled") < 2 and time.monotonic() < stalled:
+        while stall.done < 2 and time.monotonic() < stalled:
             time.sleep(0.05)
-        assert ftp.proxy.count("data_stalled") == 2, dict(ftp.proxy.injected)
+        assert stall.done == 2, ftp.proxy.describe()
         assert leftovers(remote), "no temporary file on the server before the stop"
         proc.send_signal(signal.SIGINT)
         try:
@@ -875,15 +897,11 @@ def test_a_server_gone_mid_upload_names_the_files_that_may_be_left_partial(
     # The upload stalls after 256 KiB, then the server goes away for longer than the
     # run waits for it: the run ends with a connection error.  No clean-up session can
     # be opened then; the user is told which file may be partial on the server.
-    ftp.proxy.configure(data_faults=[DataFault(after=256 * 1024, action="stall")])
-
-    def gone() -> None:
-        ftp.proxy.restart(6.0)
-
-    ftp.proxy.at_command("STOR", 1, lambda: threading.Timer(0.5, gone).start())
+    restart = Fault("STOR", Restart(6.0, delay=0.5), times=1)
+    ftp.proxy.inject(Fault("STOR", Stall(after=256 * 1024)), restart)
     run = run_cli(ftp, src, remote.name, "--timeout", "2", "--retries", "1", timeout=40)
 
-    assert ftp.proxy.count("restart") == 1, describe(run, ftp.proxy)
+    assert restart.done == 1, describe(run, ftp.proxy)
     assert run.rc == 3, describe(run, ftp.proxy)
     assert "may be left partial on the server (the next run replaces them): big.bin" in run.err
     assert "Traceback" not in run.err
@@ -899,14 +917,15 @@ def test_server_restart_refusing_connections_for_two_seconds_is_survived(
     src = tmp_path / "site"
     files = make_tree(src, {f"r/f{i:02d}.txt": 4000 + i for i in range(14)})
     remote = fresh_remote(ftp, "restart")
-    ftp.proxy.at_command("STOR", 4, lambda: ftp.proxy.restart(2.0))
+    restart = Fault("STOR", Restart(2.0), every=4, times=1)
+    ftp.proxy.inject(restart)
     timeout, retries = 3, 3
 
     run = run_cli(
         ftp, src, remote.name, "-j", "3", "--timeout", str(timeout), "--retries", str(retries)
     )
 
-    assert ftp.proxy.count("restart") == 1
+    assert restart.done == 1
     # A 2 s outage is well inside a budget of 3 retries of up to 3 s each.
     assert run.rc == 0, describe(run, ftp.proxy)
     assert run.elapsed >= 2.0  # the gap was really bridged, not missed
@@ -961,6 +980,41 @@ def test_the_proxy_closes_a_finished_control_connection_whose_client_stays_silen
             assert rest == b""
 
 
+def test_a_connection_accepted_as_the_proxy_restarts_is_closed_not_leaked(
+    ftp: Faulty,
+) -> None:
+    """The restart test's other leak, made deterministic.
+
+    A client connects to a passive port in the very loop tick in which a restart
+    closes the listening sockets (asyncmirror's EPSV sent ahead makes this likely).
+    asyncio 3.11 accepts the connection, then fails an assertion in the accept's task
+    once the server is closed, and drops the socket unclosed: ``unclosed transport``
+    in whatever test the garbage collector runs next.  Here the connection is made
+    by the command that fires the restart, so the accept and the close always meet.
+    """
+    clients: list[socket.socket] = []
+
+    def connect_to_a_passive_port() -> None:  # on the proxy's loop: accepted, not handled
+        clients.append(socket.create_connection((ftp.proxy.host, ftp.server.passive_ports[0])))
+
+    restart = Fault("NOOP", Restart(0.2), times=1)
+    ftp.proxy.inject(Fault("NOOP", Call(connect_to_a_passive_port), times=1), restart)
+    try:
+        with socket.create_connection((ftp.proxy.host, ftp.proxy.port), timeout=10) as raw:
+            _read_reply_line(raw, "220")
+            raw.sendall(b"NOOP\r\n")
+            with contextlib.suppress(OSError):
+                raw.recv(4096)  # cut by the restart
+        _settle(ftp.proxy)
+        assert restart.done == 1
+        assert len(clients) == 1
+    finally:
+        for client in clients:
+            client.close()
+    time.sleep(0.2)  # the proxy sees the client's close
+    gc.collect()  # a dropped socket warns now, in this test (warnings are errors)
+
+
 def test_listing_cut_mid_transfer_is_retried_and_the_session_stays_in_step(
     ftp: Faulty, tmp_path: Path
 ) -> None:
@@ -971,16 +1025,15 @@ def test_listing_cut_mid_transfer_is_retried_and_the_session_stays_in_step(
     planted = {f"remote-only-{i:03d}.txt": b"x" * i for i in range(150)}
     for rel, data in planted.items():
         plant(ftp, remote, rel, data)
-    ftp.proxy.configure(
-        # A server without MLST: DST is listed with MLSD, over data connections...
-        reply_faults=[ReplyFault("MLST", "500 MLST not understood")],
-        # ...the first two of which are cut in the middle of the listing.
-        data_faults=[DataFault(after=1500, verbs=("MLSD",), times=2)],
-    )
+    # A server without MLST: DST is listed with MLSD, over data connections...
+    no_mlst = Fault("MLST", Answer("500 MLST not understood"))
+    # ...the first two of which are cut in the middle of the listing.
+    cut = Fault("MLSD", Cut(after=1500), times=2)
+    ftp.proxy.inject(no_mlst, cut)
 
     run = run_cli(ftp, src, remote.name, "-j", "2", "--timeout", "5", "--retries", "4")
 
-    assert ftp.proxy.count("data_cut") == 2, describe(run, ftp.proxy)
+    assert cut.done == 2, describe(run, ftp.proxy)
     assert run.rc == 0, describe(run, ftp.proxy)
     assert run.report["uploaded"] == len(files), run.report
     assert run.report["failed"] == []
@@ -1007,7 +1060,7 @@ def test_a_file_changing_while_it_uploads_is_sent_again_with_its_final_bytes(
         os.utime(src / "big.bin", (later, later))
         changed.append(True)
 
-    ftp.proxy.at_command("STOR", 1, rewrite)
+    ftp.proxy.inject(Fault("STOR", Call(rewrite), times=1))
     run = run_cli(ftp, src, remote.name, "-j", "1", "--no-state", "-vv")
     assert changed, "the file was never rewritten"
     assert run.rc == 0, describe(run, ftp.proxy)
@@ -1088,8 +1141,8 @@ def test_a_user_logged_in_without_a_password_keeps_the_pipelined_replies_in_step
     src = tmp_path / "site"
     files = make_tree(src, {"a.txt": 100, "d/b.txt": 200})
     remote = fresh_remote(ftp, "user230")
-    fault = ReplyFault("USER", "230 Logged in, no password needed", forward=True)
-    ftp.proxy.configure(reply_faults=[fault])
+    fault = Fault("USER", Replace("230 Logged in, no password needed"))
+    ftp.proxy.inject(fault)
 
     run = run_cli(ftp, src, remote.name, "-j", "2", "--timeout", "5")
 
@@ -1147,27 +1200,31 @@ def test_hostile_listing_names_are_never_used_to_build_paths(ftp: Faulty, tmp_pa
     (home / sibling / "inside.txt").write_bytes(b"inside\n")
     fact = "type=file;size=7;modify=20200101000000;"
     dfact = "type=dir;modify=20200101000000;"
-    ftp.proxy.configure(
-        inject_listing=[
-            f"{fact} ..",
-            f"{dfact} ..",
-            f"{dfact} .",
-            f"{fact} ../{victim}",
-            f"{dfact} ../{sibling}",
-            f"{fact} sub/../../{victim}",
-            f"{fact} /{victim}",
-            f"{dfact} /",
-            f"{fact} ..\\..\\{victim}",
-            f"{fact} evil\x1b[2Jname",
-            f"{fact} bell\x07",
-            f"{fact} c1\x85name",
-            f"{fact} nul\x00name",
-        ]
+    inject = Fault(
+        LISTINGS,
+        Inject(
+            [
+                f"{fact} ..",
+                f"{dfact} ..",
+                f"{dfact} .",
+                f"{fact} ../{victim}",
+                f"{dfact} ../{sibling}",
+                f"{fact} sub/../../{victim}",
+                f"{fact} /{victim}",
+                f"{dfact} /",
+                f"{fact} ..\\..\\{victim}",
+                f"{fact} evil\x1b[2Jname",
+                f"{fact} bell\x07",
+                f"{fact} c1\x85name",
+                f"{fact} nul\x00name",
+            ]
+        ),
     )
+    ftp.proxy.inject(inject)
 
     run = run_cli(ftp, src, remote.name, "--delete", "-v", "-j", "2", "--timeout", "5")
 
-    assert ftp.proxy.count("listing_injected") >= 1
+    assert inject.done >= 1
     assert run.rc == 0, describe(run, ftp.proxy)
     assert (home / victim).read_bytes() == b"victim\n"
     assert (home / sibling / "inside.txt").read_bytes() == b"inside\n"

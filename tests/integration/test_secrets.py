@@ -22,7 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers.faultproxy import FakePlainServer, FaultProxy, ReplyFault, start_fault_server
+from tests.servers.faultproxy import (
+    Answer,
+    FakePlainServer,
+    Fault,
+    FaultProxy,
+    Silence,
+    start_fault_server,
+)
 from tests.servers.proftpd import INSTALL_HINT, ProftpdServer, proftpd_unavailable_reason
 
 #: The server's real password, and a wrong one: both must stay secret.
@@ -173,10 +180,11 @@ def test_untrusted_certificate(env: Env, proxy: FaultProxy, tmp_path: Path) -> N
 
 def test_silent_server_timeouts(env: Env, proxy: FaultProxy, tmp_path: Path) -> None:
     # Logged in, then the server goes silent: the PASS went out; its echo must not.
-    proxy.at_command("EPSV", 1, proxy.stall)
+    silence = Fault("EPSV", Silence(), times=1)
+    proxy.inject(silence)
     started = time.monotonic()
     run = run_cli(env, tmp_path, *DEBUG, "--timeout", "1", "--retries", "1")
-    assert proxy.count("stalled_replies") >= 1
+    assert silence.done >= 1
     assert run.rc != 0, run.err
     assert "timed out" in run.err, run.err
     assert time.monotonic() - started < 30
@@ -184,7 +192,7 @@ def test_silent_server_timeouts(env: Env, proxy: FaultProxy, tmp_path: Path) -> 
 
 
 def test_permanent_553(env: Env, proxy: FaultProxy, tmp_path: Path) -> None:
-    proxy.configure(reply_faults=[ReplyFault("STOR", "553 Permission denied", name="denied.txt")])
+    proxy.inject(Fault("STOR", Answer("553 Permission denied"), name="denied.txt"))
     run = run_cli(env, tmp_path, *DEBUG)
     assert run.rc == 1, run.err
     assert "553 Permission denied" in run.err
@@ -192,9 +200,10 @@ def test_permanent_553(env: Env, proxy: FaultProxy, tmp_path: Path) -> None:
 
 
 def test_421_at_login(env: Env, proxy: FaultProxy, tmp_path: Path) -> None:
-    proxy.configure(reply_faults=[ReplyFault("PASS", "421 Too many users, try later")])
+    refused = Fault("PASS", Answer("421 Too many users, try later"))
+    proxy.inject(refused)
     run = run_cli(env, tmp_path, *DEBUG, "--timeout", "2", "--retries", "1")
-    assert proxy.count("reply_synthetic") >= 1
+    assert refused.done >= 1
     assert run.rc == 3, run.err
     assert "421" in run.err
     assert_no_secret(run, tmp_path)
