@@ -18,6 +18,10 @@ from .session import LoginGate, ServerConfig, ServerQuirks, Session
 from .taskgroups import task_group
 
 
+async def _awaited(awaitable: Awaitable[int]) -> int:
+    return await awaitable
+
+
 class Retired(Exception):
     """A slot gave up its session because the host allows fewer connections."""
 
@@ -79,7 +83,9 @@ class Pool:
             for slot in range(initial):
                 tg.start(login(slot))
             if useful is not None:
-                count = max(initial, min(self.size, await useful))
+                # A child of its own: whatever it runs (the scan's wait) cannot
+                # touch this task's cancel count.
+                count = max(initial, min(self.size, await tg.start(_awaited(useful))))
             self._tried = count
             for slot in range(initial, count):
                 tg.start(login(slot))

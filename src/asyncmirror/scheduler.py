@@ -42,6 +42,7 @@ from . import errors
 from .pool import Pool, Retired
 from .replies import Reply
 from .session import Session
+from .taskgroups import Children, task_group
 from .taskgroups import first_error as first_error  # remote, verify, switch import it here
 
 J = TypeVar("J")
@@ -166,17 +167,15 @@ class Workers(Generic[J]):
             return sessions
         survivors: list[Session] = []
         try:
-            async with asyncio.TaskGroup() as tg:
+            async with task_group() as tg:
                 for s in sessions:
-                    tg.create_task(self._worker(s, survivors))
-                tg.create_task(self._regrow(tg, survivors))
-        except BaseExceptionGroup as group:
-            raise first_error(group) from None
+                    tg.start(self._worker(s, survivors))
+                tg.start(self._regrow(tg, survivors))
         finally:
             self.queue.cancel_timers()
         return survivors
 
-    async def _regrow(self, tg: asyncio.TaskGroup, survivors: list[Session]) -> None:
+    async def _regrow(self, tg: Children, survivors: list[Session]) -> None:
         """While the pool is below its size, try for one more session now and then.
 
         A host's connection limit is shared with other clients: a slot they free
@@ -195,7 +194,7 @@ class Workers(Generic[J]):
             if session is None:
                 delay = min(REGROW_CAP, delay * 2)
                 continue
-            tg.create_task(self._worker(session, survivors))
+            tg.start(self._worker(session, survivors))
 
     async def _worker(self, session: Session | None, survivors: list[Session]) -> None:
         current: list[Session | None] = [session]  # the worker's session, as replaced
