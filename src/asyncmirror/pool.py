@@ -10,16 +10,13 @@ untrusted certificate, AUTH TLS refused) is raised at once and ends the run; a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from . import errors, transport
 from .retry import RetryPolicy
 from .session import LoginGate, ServerConfig, ServerQuirks, Session
 from .taskgroups import task_group
-
-
-async def _awaited(awaitable: Awaitable[int]) -> int:
-    return await awaitable
 
 
 class Retired(Exception):
@@ -53,7 +50,7 @@ class Pool:
 
     # --- opening ----------------------------------------------------------------
 
-    async def start(self, useful: Awaitable[int] | None = None) -> list[Session]:
+    async def start(self, useful: Coroutine[Any, Any, int] | None = None) -> list[Session]:
         """Open up to ``size`` sessions concurrently; at least one must succeed.
 
         With ``useful`` (how many sessions the work can keep busy, known once
@@ -85,7 +82,7 @@ class Pool:
             if useful is not None:
                 # A child of its own: whatever it runs (the scan's wait) cannot
                 # touch this task's cancel count.
-                count = max(initial, min(self.size, await tg.start(_awaited(useful))))
+                count = max(initial, min(self.size, await tg.start(useful)))
             self._tried = count
             for slot in range(initial, count):
                 tg.start(login(slot))
