@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> object:
     # Loaded on first use, not on ``import asyncmirror``: the command imports
     # the package before it starts its first connection, and these pull in
-    # asyncio, ssl and aioftp (see cli.py and early.py).
+    # asyncio and ssl (see cli.py and early.py).
     if name in ("mirror", "rollback"):
         from . import mirroring
 

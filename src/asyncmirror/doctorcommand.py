@@ -1,6 +1,6 @@
 """``asyncmirror --doctor [SRC] [DST]``: the command-line side of the diagnosis.
 
-Takes the parsed arguments and the target that :mod:`asyncmirror.cli`
+Takes the parsed arguments and the target that :mod:`asyncmirror.credentials`
 resolved (server, credentials, TLS flags as for a run), sizes SRC when given
 (for the time estimate), runs :func:`asyncmirror.doctor.diagnose` and prints
 the table -- or JSON with ``--json`` -- on stdout.  Exit 0 when the login
@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from typing import TYPE_CHECKING, TextIO
 
 from . import errors
 
 if TYPE_CHECKING:
-    from .cli import Target
+    from .credentials import Target
     from .diagnosis import TreeSize
 
 EXIT_OK, EXIT_FATAL = 0, 3
@@ -33,35 +32,24 @@ def split_positionals(args: argparse.Namespace) -> None:
 def tree_size(args: argparse.Namespace) -> TreeSize | None:
     if not args.src:
         return None
-    from .cli import _rules
+    from .arguments import filter_rules
     from .diagnosis import TreeSize
     from .filters import FilterSet
     from .local import scan
 
-    tree = scan(args.src, FilterSet.from_rules(_rules(args)))
+    tree = scan(args.src, FilterSet.from_rules(filter_rules(args)))
     return TreeSize(len(tree.files), sum(f.size for f in tree.files.values()), len(tree.dirs))
 
 
 def doctor_main(args: argparse.Namespace, target: Target, stdout: TextIO, stderr: TextIO) -> int:
-    from .cli import _make_trace
+    from .cli import fingerprint_from, server_config
     from .diagnosis import render_table, to_json
     from .doctor import diagnose
     from .runner import run as run_async
-    from .session import ServerConfig
-    from .transport import TLSPolicy
 
     if args.max_probe is not None and args.max_probe < 1:
         raise errors.UsageError("--max-probe must be at least 1")
-    fingerprint = args.fingerprint or os.environ.get("FTP_FINGERPRINT") or None
-    config = ServerConfig(
-        host=target.host,
-        port=target.port,
-        user=target.user,
-        password=target.password,
-        tls=TLSPolicy(ca_file=args.ca_file, fingerprint=fingerprint, insecure=args.insecure),
-        timeout=args.timeout,
-        trace=_make_trace(stderr) if args.debug else None,
-    )
+    config = server_config(args, target, fingerprint_from(args), stderr)
     findings = run_async(
         diagnose(
             config,

@@ -1,6 +1,6 @@
 """Writes into DST that are not uploads: directories made (after files in their
-way are removed) and deletions -- pipelined batches, each outcome told to the
-recorder.
+way are removed) and deletions (with what may stop them: a failed file,
+``--max-delete``) -- pipelined batches, each outcome told to the recorder.
 """
 
 from __future__ import annotations
@@ -36,8 +36,24 @@ async def make_dirs(
     return await run_batch(pool, session, commands, on_reply=on_reply)
 
 
-async def delete(pool: Pool, rec: Recorder, session: Session, base: str, plan: Plan) -> Session:
-    """The plan's deletions under ``base``: files, then directories children first."""
+async def delete(
+    pool: Pool, rec: Recorder, session: Session, base: str, plan: Plan, *, max_delete: int | None
+) -> Session:
+    """The plan's deletions under ``base``: files, then directories children first.
+
+    None at all when some file failed (what replaces them may be missing), or
+    when there are more than ``max_delete`` (``--max-delete``: a failure).
+    """
+    count = len(plan.delete_files) + len(plan.delete_dirs)
+    if not count:
+        return session
+    if rec.report.failed:
+        rec.note("not deleting anything on the server because some files failed")
+        return session
+    if max_delete is not None and count > max_delete:
+        msg = f"{count} deletions planned, more than --max-delete {max_delete}; deleted nothing"
+        rec.failed(base, msg)
+        return session
 
     def on_reply(path: str, reply: Reply) -> None:
         if reply.is_complete:

@@ -1,7 +1,7 @@
 """A control connection begun before the heavy imports: the command's head start.
 
 Starting the ``asyncmirror`` command costs Python about a tenth of a second of
-imports (asyncio, ssl, aioftp) before the first byte goes out.  The TCP
+imports (asyncio, ssl) before the first byte goes out.  The TCP
 handshake and the server's greeting -- a round trip, and on ProFTPD a forked
 process setting up its session, ~35 ms even on loopback -- need no Python at
 all.  So the CLI opens the first control connections in threads as soon as

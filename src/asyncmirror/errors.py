@@ -10,9 +10,9 @@ The families answer the one question a caller has when something fails:
 * :class:`PermanentReplyError` -- the server refused this one operation (5xx); the
   file fails, the run goes on (exit 1 at the end).
 
-``ssl``, ``OSError`` and aioftp exceptions are mapped to these where they
-enter (``transport.translate_errors``; aioftp's refused greeting in
-``session.py``); nothing above the session layer sees them raw.  No
+``ssl`` and ``OSError`` are mapped to these where they enter
+(``transport.translate_errors``), and refusing replies by
+``replies.reply_error``; nothing above the session layer sees them raw.  No
 message built here ever contains the password: callers pass only hosts, paths
 and server replies, and the replies to ``PASS`` are not echoed back by servers.
 """

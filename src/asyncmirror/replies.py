@@ -15,6 +15,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
+from asyncmirror import errors
 from asyncmirror.errors import ProtocolError
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "parse_pasv",
     "parse_pwd",
     "parse_size",
+    "reply_error",
 ]
 
 # A reply line starts with three ASCII digits (the first 1-5), then a space, a
@@ -316,3 +318,24 @@ def is_out_of_space(code: str, text: str) -> bool:
     if _FULL_RE.search(text):
         return True
     return code in ("452", "552") and not _ONE_FILE_RE.search(text)
+
+
+def reply_error(command: str, reply: Reply) -> errors.AsyncMirrorError:
+    """The error that ``reply``, refusing ``command``, means (to raise; never the password).
+
+    ``421`` is the host closing on us (a connection limit, or going down): shrink
+    the pool.  Out of space only counts for uploads.  A code that is not a
+    refusal here (a 1xx, 2xx or 3xx where another was owed) is a protocol error.
+    Where ``broken_session`` is set, the connection cannot be used again.
+    """
+    command = mask_command(command)
+    if reply.code == "421":
+        return errors.TooManyConnectionsError(command, reply.code, reply.text)
+    verb = command.split(" ", 1)[0].upper()
+    if verb in ("STOR", "APPE") and is_out_of_space(reply.code, reply.text):
+        return errors.ServerFullError(command, reply.code, reply.text)
+    if reply.is_transient:
+        return errors.TransientReplyError(command, reply.code, reply.text)
+    if reply.is_permanent:
+        return errors.PermanentReplyError(command, reply.code, reply.text)
+    return ProtocolError(f"{command}: unexpected reply {reply.code} {reply.text}")

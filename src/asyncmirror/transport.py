@@ -1,9 +1,9 @@
 """The boundary between asyncmirror and sockets, ``ssl`` and asyncio streams.
 
-Everything that can raise ``OSError``, ``ssl.SSLError``, ``TimeoutError`` or an
-aioftp exception is called inside :func:`translate_errors`, which turns them
-into the families of :mod:`asyncmirror.errors`.  Nothing above ``session.py``
-and ``datachannel.py`` imports ``ssl`` or catches ``OSError``.
+Everything that can raise ``OSError``, ``ssl.SSLError`` or ``TimeoutError`` is
+called inside :func:`translate_errors`, which turns them into the families of
+:mod:`asyncmirror.errors`.  Nothing above the connection modules (``control``,
+``login``, ``session``, ``datachannel``) imports ``ssl`` or catches ``OSError``.
 
 TLS policy lives here too: certificates and host names are verified by default;
 ``ca_file`` adds a trust anchor, ``fingerprint`` pins one certificate (useful for
@@ -19,11 +19,12 @@ import re
 import socket
 import ssl
 from collections.abc import Iterator
-from typing import NamedTuple
-
-import aioftp
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import errors
+
+if TYPE_CHECKING:
+    from .early import EarlyConnection
 
 #: Stream buffer for the fingerprint probe's control connection.
 STREAM_LIMIT = 1 << 20
@@ -140,6 +141,56 @@ async def _read_reply_code(reader: asyncio.StreamReader) -> str:
             return line[:3].decode()
 
 
+async def open_control(
+    host: str, port: int, timeout: float, early: EarlyConnection | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TCP connection to ``(host, port)`` for a control connection, within ``timeout``.
+
+    With ``early`` (a connection begun in advance, see :mod:`asyncmirror.early`)
+    it waits for that one within the same bound instead of dialling; whatever
+    happens, ``early`` is closed on the way out, so a socket that connects after
+    we gave up does not hold a server process.  Raises what a fresh connect
+    would (``OSError``, ``TimeoutError``): call it inside :func:`translate_errors`.
+    """
+    if early is not None:
+        try:
+            sock = await _wait_early(early, timeout)
+        finally:
+            early.close()
+        if sock is not None:
+            try:
+                return await asyncio.open_connection(sock=sock)
+            except BaseException:
+                sock.close()
+                raise
+    async with asyncio.timeout(timeout):
+        return await asyncio.open_connection(host, port)
+
+
+async def _wait_early(early: EarlyConnection, timeout: float) -> socket.socket | None:
+    """The early connection's socket, or ``None`` to connect the usual way: its
+    connect failed with something other than a network error, which the usual
+    way says better (an ``OSError`` is raised as a fresh connect would)."""
+    loop = asyncio.get_running_loop()
+    connected = loop.create_future()
+
+    def wake() -> None:  # from the connecting thread, or right here
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+            loop.call_soon_threadsafe(
+                lambda: None if connected.done() else connected.set_result(None)
+            )
+
+    early.when_done(wake)
+    async with asyncio.timeout(timeout):
+        await connected
+    try:
+        return early.take()
+    except OSError:
+        raise
+    except Exception:
+        return None
+
+
 def tls_session(control: asyncio.StreamWriter) -> ssl.SSLSession | None:
     """The control connection's TLS session, for data connections to resume.
 
@@ -191,8 +242,6 @@ def translate_errors(what: str, *, connecting: bool = False) -> Iterator[None]:
         if connecting:
             raise errors.ConnectError(f"{what}: {_reason(exc)}") from None
         raise errors.NetworkError(f"{what}: {_reason(exc)}") from None
-    except aioftp.AIOFTPException as exc:  # pragma: no cover - defensive
-        raise errors.ProtocolError(f"{what}: {exc}") from None
 
 
 def _reason(exc: BaseException) -> str:

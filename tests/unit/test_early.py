@@ -103,7 +103,7 @@ async def test_a_session_waiting_too_long_for_its_early_connection_times_out_and
 ) -> None:
     """Bounded by the session's timeout like any connect; the socket that connects
     afterwards is closed, not left holding a server process."""
-    from asyncmirror.session import _Client
+    from asyncmirror.transport import open_control
 
     release = threading.Event()
     real_connect = socket.create_connection
@@ -118,13 +118,69 @@ async def test_a_session_waiting_too_long_for_its_early_connection_times_out_and
     monkeypatch.setattr(socket, "create_connection", slow_connect)
     port = port_of(listener)
     early = EarlyConnection("127.0.0.1", port, timeout=10)
-    client = _Client(socket_timeout=0.2, connection_timeout=0.2)
-    client.early = early
     with pytest.raises(TimeoutError):
-        await client._open_connection("127.0.0.1", port)
+        await open_control("127.0.0.1", port, 0.2, early)
     release.set()
     wait_done(early)
     assert len(made) == 1
     assert made[0].fileno() == -1  # closed by the give-up, not left open
     with pytest.raises(ConnectionAbortedError):
         early.take()
+
+
+async def test_a_session_starts_from_its_early_connection_without_dialling_again(
+    listener: socket.socket,
+) -> None:
+    from asyncmirror.transport import open_control
+
+    port = port_of(listener)
+    early = EarlyConnection("127.0.0.1", port, timeout=10)
+    reader, writer = await open_control("127.0.0.1", port, 10, early)
+    try:
+        peer, _ = listener.accept()
+        with peer:
+            assert writer.get_extra_info("sockname") == peer.getpeername()
+            peer.sendall(b"220 hello\r\n")
+            assert await reader.readline() == b"220 hello\r\n"
+            listener.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                listener.accept()  # one connection only: the early one
+    finally:
+        writer.transport.abort()
+
+
+async def test_an_early_connect_refused_is_raised_as_a_fresh_connect_would() -> None:
+    from asyncmirror.transport import open_control
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = port_of(probe)  # nothing listens once this is closed
+    early = EarlyConnection("127.0.0.1", port, timeout=10)
+    with pytest.raises(ConnectionRefusedError):
+        await open_control("127.0.0.1", port, 10, early)
+    assert not early.claim("127.0.0.1", port)  # closed on the way out
+
+
+async def test_an_early_connect_that_failed_otherwise_is_redone_the_usual_way(
+    monkeypatch: pytest.MonkeyPatch, listener: socket.socket
+) -> None:
+    """Not a network error (say, a name IDNA cannot encode): the usual connect says it
+    as it would without a head start -- here, where it works, it just connects."""
+    from asyncmirror.transport import open_control
+
+    def odd_connect(address: tuple[str, int], timeout: float) -> socket.socket:
+        raise ValueError("not a network error")
+
+    port = port_of(listener)
+    with monkeypatch.context() as patch:
+        patch.setattr(socket, "create_connection", odd_connect)
+        early = EarlyConnection("127.0.0.1", port, timeout=10)
+        wait_done(early)
+    reader, writer = await open_control("127.0.0.1", port, 10, early)
+    try:
+        peer, _ = listener.accept()
+        with peer:
+            peer.sendall(b"220 hello\r\n")
+            assert await reader.readline() == b"220 hello\r\n"
+    finally:
+        writer.transport.abort()

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from asyncmirror import mirror
-from asyncmirror.cli import CLI_ONLY, Target, build_parser, options_from
+from asyncmirror.arguments import build_parser
+from asyncmirror.cli import CLI_ONLY, options_from
+from asyncmirror.credentials import Target
 from asyncmirror.errors import UsageError
 from asyncmirror.filters import Rule
 from asyncmirror.options import Options

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from asyncmirror import errors
 from asyncmirror.errors import ProtocolError, RetryableError
 from asyncmirror.replies import (
     MAX_REPLY_LINES,
@@ -20,6 +21,7 @@ from asyncmirror.replies import (
     parse_pasv,
     parse_pwd,
     parse_size,
+    reply_error,
 )
 
 
@@ -386,3 +388,36 @@ def test_an_upload_refused_for_want_of_space_is_told_from_other_refusals(
     code: str, text: str, full: bool
 ) -> None:
     assert is_out_of_space(code, text) is full
+
+
+@pytest.mark.parametrize(
+    ("command", "code", "text", "error", "drops_session"),
+    [
+        ("connect", "421", "Too many connections", errors.TooManyConnectionsError, True),
+        (
+            "STOR a",
+            "452",
+            "Transfer aborted. No space left on device",
+            errors.ServerFullError,
+            False,
+        ),
+        ("STOR a", "552", "Disk quota exceeded", errors.ServerFullError, False),
+        ("STOR a", "552", "File too large", errors.PermanentReplyError, False),
+        ("MKD a", "452", "No space left on device", errors.TransientReplyError, False),
+        ("PASV", "425", "PASV: Address already in use", errors.TransientReplyError, False),
+        ("DELE a", "550", "No such file", errors.PermanentReplyError, False),
+        ("login", "200", "what?", errors.ProtocolError, True),
+    ],
+)
+def test_reply_error_says_what_a_refusal_means(
+    command: str, code: str, text: str, error: type[Exception], drops_session: bool
+) -> None:
+    exc = reply_error(command, Reply(code, (text,)))
+    assert type(exc) is error
+    assert (isinstance(exc, RetryableError) and exc.broken_session) == drops_session
+    assert f"{code} {text}" in str(exc)
+
+
+def test_reply_error_never_shows_a_password() -> None:
+    exc = reply_error("PASS s3cret", Reply("421", ("bye",)))
+    assert "s3cret" not in str(exc)
