@@ -218,11 +218,11 @@ class Workers(Generic[J]):
         me = asyncio.current_task()
         while True:
             if me is not None and me.cancelling():
-                # On Python 3.11 asyncio.wait_for() (used by aioftp's stream
-                # timeouts) can swallow a cancellation that races with a
-                # completed read; honour it here instead of taking more work.
-                # Sound only while nothing leaves a worker's count raised by
-                # itself: its task groups are taskgroups.task_group (see there).
+                # A cancel swallowed below (on Python 3.11, asyncio.wait_for and a
+                # plain TaskGroup can lose one that races with a result): honour it
+                # here instead of taking more work.  Sound only while nothing
+                # leaves a worker's count raised by itself: its task groups are
+                # taskgroups.task_group (see there).
                 raise asyncio.CancelledError
             job = self.queue.get_nowait()
             while job is not None and self.skip(job):
