@@ -11,9 +11,10 @@ Two traps of Python 3.11's :class:`asyncio.TaskGroup`, both closed here:
 
 - a child that fails while ``__aexit__`` waits for the others cancels the
   parent task and never takes that cancel back (``uncancel()`` ran before the
-  wait; CPython gh-116720, fixed after 3.11).  The parent's count of pending cancels stays raised,
-  so a later ``asyncio.timeout`` (``--deadline``) no longer turns its expiry
-  into ``TimeoutError``, and a worker checking ``cancelling()`` would stop.
+  wait; CPython gh-116720, fixed after 3.11).  The parent's count of pending
+  cancels stays raised, so a later ``asyncio.timeout`` (``--deadline``) no
+  longer turns its expiry into ``TimeoutError``, and a worker checking
+  ``cancelling()`` would stop.
   :func:`task_group` therefore waits for the children in the block's body,
   where the group's cancel is taken back;
 - a group whose children fail loses a cancel of its parent that lands while
