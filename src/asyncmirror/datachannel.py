@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from . import digests, errors, transport
 from .replies import Reply
 from .session import Session
+from .taskgroups import task_group
 
 #: Chunk size for file data: large writes keep TLS record overhead and syscalls low.
 CHUNK = 256 * 1024
@@ -64,54 +65,68 @@ class DataStats:
 async def _open(
     session: Session, command: str, address: tuple[str, int], stats: DataStats | None = None
 ) -> AsyncIterator[tuple[transport.DataTLS, DataStats]]:
-    """Send ``command`` and bring up its TLS data connection concurrently."""
+    """Send ``command`` and bring up its TLS data connection concurrently.
+
+    Both run in one task group: a refusal of the command (or a lost control
+    connection) cancels the handshake at once.  A failed data connection does
+    not cancel the reply: the server explains it there (e.g. ``425``), and
+    reading that reply keeps the control connection in step.
+    """
     timeout = session.config.timeout
     host, port = address
     stats = stats if stats is not None else DataStats()
     what = f"data connection for {command.split()[0]}"
+    data: transport.DataTLS | None = None  # owned by this block from the TCP connect on
+    data_error: errors.AsyncMirrorError | None = None
 
-    async def connect() -> transport.DataTLS:
-        with transport.translate_errors(what):
-            data = await transport.DataTLS.connect(
-                host, port, session.tls_context, session.config.host, session.tls_session, timeout
-            )
-            try:
+    async def connect() -> None:
+        nonlocal data, data_error
+        try:
+            with transport.translate_errors(what):
+                data = await transport.DataTLS.connect(
+                    host,
+                    port,
+                    session.tls_context,
+                    session.config.host,
+                    session.tls_session,
+                    timeout,
+                )
                 await data.handshake()
-            except BaseException:
-                data.abort()
-                raise
-        return data
+        except errors.AsyncMirrorError as exc:
+            data_error = exc  # the control connection says why: see below
+
+    async def first_reply() -> Reply | None:
+        try:
+            reply = await session.read_reply()
+        except errors.AsyncMirrorError:
+            if data_error is not None:
+                return None  # the data connection's failure is the one to report
+            raise  # a lost control connection: the group cancels the handshake
+        if not reply.is_preliminary and data_error is None:
+            # The server refused the command; it will never accept TLS on data.
+            session.check(command, reply, "1")
+        return reply
 
     stats.sent = True  # before the write: a send that fails may still have sent it
     # Commands riding with this one (session.send_with_next_transfer) go in the
     # same write; the session files their replies for their owner as it reads.
     await session.send_transfer(command)
-
-    reply_task: asyncio.Task[Reply] = asyncio.ensure_future(session.read_reply())
-    data_task = asyncio.ensure_future(connect())
-    data: transport.DataTLS | None = None
     try:
-        done, _ = await asyncio.wait({reply_task, data_task}, return_when=asyncio.FIRST_COMPLETED)
-        if reply_task in done:
-            reply = reply_task.result()  # a lost control connection raises here
-            if not reply.is_preliminary:
-                # The server refused the command; it will never accept TLS on data.
-                data_task.cancel()
-                session.check(command, reply, "1")
-        try:
-            data = await data_task
-        except errors.AsyncMirrorError as data_error:
-            # The server explains a failed data connection on the control
-            # connection (e.g. 425); prefer its words, and keep the replies in step.
-            explained = await _settle(reply_task)
-            if explained is not None and explained.is_preliminary:
-                explained = await _next_final(session)
-            if explained is not None and not explained.is_complete:
-                session.check(command, explained, "2")
+        async with task_group() as tg:
+            replied = tg.start(first_reply())
+            tg.start(connect())
+        reply = replied.result()
+        if data_error is not None:
+            # Prefer the server's words for the failure, and keep the replies in step.
+            if reply is not None and reply.is_preliminary:
+                reply = await _next_final(session)
+            if reply is not None and not reply.is_complete:
+                session.check(command, reply, "2")
             session.mark_broken()
             raise data_error from None
-        reply = await reply_task
-        session.check(command, reply, "1")
+        # Here the reply is a 1xx (first_reply raised for any other) and data is up.
+        assert reply is not None
+        assert data is not None
         stats.reused = data.session_reused
         stats.opened = True  # from here on the server may hold a partial file
         try:
@@ -120,22 +135,14 @@ async def _open(
             # The transfer broke after the 150: the server still owes its final
             # reply (426/451).  Read it, or the next command would read it.
             data.abort()
-            data = None
             if not stats.replied:
                 await _drain_final(session)
             raise
     except BaseException as exc:
-        for task in (reply_task, data_task):
-            task.cancel()
         if not isinstance(exc, errors.AsyncMirrorError):
             # Cancelled mid-transfer: the server owes replies nobody will read, and
             # may not read a QUIT before the transfer ends.  Close, do not say goodbye.
             session.mark_broken()
-        if data is not None:
-            data.abort()
-        if data_task.done() and not data_task.cancelled() and data_task.exception() is None:
-            # Connected just as we were cancelled: the result was never taken.
-            data_task.result().abort()
         raise
     finally:
         if data is not None:
@@ -152,13 +159,6 @@ async def _drain_final(session: Session) -> None:
                 reply = await session.read_reply()
     except (errors.AsyncMirrorError, TimeoutError):
         session.mark_broken()
-
-
-async def _settle(task: asyncio.Task[Reply]) -> Reply | None:
-    try:
-        return await task
-    except errors.AsyncMirrorError:
-        return None
 
 
 async def _next_final(session: Session) -> Reply | None:

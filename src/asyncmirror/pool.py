@@ -10,12 +10,13 @@ untrusted certificate, AUTH TLS refused) is raised at once and ends the run; a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from . import errors, transport
 from .retry import RetryPolicy
 from .session import LoginGate, ServerConfig, ServerQuirks, Session
+from .taskgroups import task_group
 
 
 class Retired(Exception):
@@ -49,7 +50,7 @@ class Pool:
 
     # --- opening ----------------------------------------------------------------
 
-    async def start(self, useful: Awaitable[int] | None = None) -> list[Session]:
+    async def start(self, useful: Coroutine[Any, Any, int] | None = None) -> list[Session]:
         """Open up to ``size`` sessions concurrently; at least one must succeed.
 
         With ``useful`` (how many sessions the work can keep busy, known once
@@ -61,49 +62,39 @@ class Pool:
         # Connections begun in advance are known to be useful: log in on all
         # of them at once, with the first session.
         initial = max(1, min(self.size, len(self.config.early)))
-        first = [asyncio.ensure_future(self._open_once()) for _ in range(initial)]
-        count = self.size
-        if useful is not None:
-            waiting = asyncio.ensure_future(useful)
+        results: dict[int, Session | errors.AsyncMirrorError] = {}
+
+        async def login(slot: int) -> None:
             try:
-                # A fatal first login (wrong password, bad certificate) ends the
-                # run without waiting for the scan.
-                pending: set[asyncio.Future[Any]] = {waiting, *first}
-                while not waiting.done():
-                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                    for task in done:
-                        if task is not waiting and isinstance(task.exception(), errors.FatalError):
-                            task.result()  # raises it
-                count = max(initial, min(self.size, waiting.result()))
-            except BaseException:
-                # A login that already succeeded is closed by close_all() at the end.
-                for task in (*first, waiting):
-                    task.cancel()
-                await asyncio.gather(*first, waiting, return_exceptions=True)
+                results[slot] = await self._open_once()
+            except errors.FatalError:
+                # Wrong password, bad certificate: the group ends the other logins
+                # and the wait for the scan at once.  (A login that already
+                # succeeded is closed with the pool at the end of the run.)
                 raise
-        self._tried = count
-        results = await asyncio.gather(
-            *first,
-            *(self._open_once() for _ in range(count - initial)),
-            return_exceptions=True,
-        )
-        sessions = [r for r in results if isinstance(r, Session)]
-        failures = [r for r in results if isinstance(r, BaseException)]
-        for exc in failures:
-            if isinstance(exc, errors.FatalError):
-                await self.close_all(sessions)
-                raise exc
-        for exc in failures:
-            if not isinstance(exc, errors.AsyncMirrorError):
-                await self.close_all(sessions)
-                raise exc
+            except errors.AsyncMirrorError as exc:
+                results[slot] = exc  # 421, a timeout: the pool carries on smaller
+
+        count = self.size
+        async with task_group() as tg:
+            for slot in range(initial):
+                tg.start(login(slot))
+            if useful is not None:
+                # A child of its own: whatever it runs (the scan's wait) cannot
+                # touch this task's cancel count.
+                count = max(initial, min(self.size, await tg.start(useful)))
+            self._tried = count
+            for slot in range(initial, count):
+                tg.start(login(slot))
+        ordered = [results[slot] for slot in sorted(results)]
+        sessions = [r for r in ordered if isinstance(r, Session)]
+        failures = [r for r in ordered if isinstance(r, errors.AsyncMirrorError)]
         if not sessions:
             # Nothing fatal but nothing open either (421 or timeouts everywhere):
             # keep trying with one, counting this round as its first attempt.
-            first_error = next(e for e in failures if isinstance(e, errors.AsyncMirrorError))
-            sessions = [await self.open_session(failed=first_error)]
+            sessions = [await self.open_session(failed=failures[0])]
         if len(sessions) < count:
-            self._shrink_note(len(sessions), count, failures)
+            self._shrink_note(len(sessions), count, list(failures))
         return sessions
 
     async def _open_once(self) -> Session:

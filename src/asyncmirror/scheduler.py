@@ -42,6 +42,8 @@ from . import errors
 from .pool import Pool, Retired
 from .replies import Reply
 from .session import Session
+from .taskgroups import Children, task_group
+from .taskgroups import first_error as first_error  # remote, verify, switch import it here
 
 J = TypeVar("J")
 
@@ -74,7 +76,7 @@ class JobQueue(Generic[J]):
         self.finished = asyncio.Event()
         if self.outstanding <= 0:
             self.finished.set()
-        self._timers: set[asyncio.Task[None]] = set()
+        self._timers: set[asyncio.TimerHandle] = set()  # put_later's, not yet due
 
     def add(self, job: J) -> None:
         self.outstanding += 1
@@ -104,14 +106,20 @@ class JobQueue(Generic[J]):
         self._changed.set()
 
     def put_later(self, job: J, delay: float) -> None:
-        async def later() -> None:
-            await asyncio.sleep(delay)
+        """Queue ``job`` again after ``delay`` seconds (a retry's backoff).
+
+        The timer is a loop handle the queue owns, not a task: nothing runs
+        until it fires, and :meth:`cancel_timers` (when the workers end, however
+        they end) makes sure it never does.
+        """
+
+        def due() -> None:
+            self._timers.discard(handle)
             self._items.append(job)
             self._changed.set()
 
-        task = asyncio.ensure_future(later())
-        self._timers.add(task)
-        task.add_done_callback(self._timers.discard)
+        handle = asyncio.get_running_loop().call_later(delay, due)
+        self._timers.add(handle)
 
     def give_back(self, job: J) -> None:
         """Return an unstarted job (its worker retired)."""
@@ -119,8 +127,10 @@ class JobQueue(Generic[J]):
         self._changed.set()
 
     def cancel_timers(self) -> None:
-        for t in list(self._timers):
+        """Cancel every retry not yet due: its job is not queued again."""
+        for t in self._timers:
             t.cancel()
+        self._timers.clear()
 
 
 class Workers(Generic[J]):
@@ -157,17 +167,15 @@ class Workers(Generic[J]):
             return sessions
         survivors: list[Session] = []
         try:
-            async with asyncio.TaskGroup() as tg:
+            async with task_group() as tg:
                 for s in sessions:
-                    tg.create_task(self._worker(s, survivors))
-                tg.create_task(self._regrow(tg, survivors))
-        except BaseExceptionGroup as group:
-            raise first_error(group) from None
+                    tg.start(self._worker(s, survivors))
+                tg.start(self._regrow(tg, survivors))
         finally:
             self.queue.cancel_timers()
         return survivors
 
-    async def _regrow(self, tg: asyncio.TaskGroup, survivors: list[Session]) -> None:
+    async def _regrow(self, tg: Children, survivors: list[Session]) -> None:
         """While the pool is below its size, try for one more session now and then.
 
         A host's connection limit is shared with other clients: a slot they free
@@ -186,7 +194,7 @@ class Workers(Generic[J]):
             if session is None:
                 delay = min(REGROW_CAP, delay * 2)
                 continue
-            tg.create_task(self._worker(session, survivors))
+            tg.start(self._worker(session, survivors))
 
     async def _worker(self, session: Session | None, survivors: list[Session]) -> None:
         current: list[Session | None] = [session]  # the worker's session, as replaced
@@ -210,9 +218,11 @@ class Workers(Generic[J]):
         me = asyncio.current_task()
         while True:
             if me is not None and me.cancelling():
-                # On Python 3.11 asyncio.wait_for() (used by aioftp's stream
-                # timeouts) can swallow a cancellation that races with a
-                # completed read; honour it here instead of taking more work.
+                # A cancel swallowed below (on Python 3.11, asyncio.wait_for and a
+                # plain TaskGroup can lose one that races with a result): honour it
+                # here instead of taking more work.  Sound only while nothing
+                # leaves a worker's count raised by itself: its task groups are
+                # taskgroups.task_group (see there).
                 raise asyncio.CancelledError
             job = self.queue.get_nowait()
             while job is not None and self.skip(job):
@@ -409,29 +419,3 @@ async def run_batch(
             await retry.wait(max(attempts.get(i, 1) for i, _, _ in again))
         todo = again + rest
     return session
-
-
-def first_error(
-    group: BaseExceptionGroup[BaseException],
-    prefer: tuple[type[BaseException], ...] = (errors.FatalError,),
-) -> BaseException:
-    """Unwrap a task group's failure into the one error its caller raises: the first
-    of the ``prefer`` kinds (a fatal error), else the first that is not a
-    cancellation.  Callers above never see an exception group."""
-    flat: list[BaseException] = []
-
-    def walk(g: BaseException) -> None:
-        if isinstance(g, BaseExceptionGroup):
-            for e in g.exceptions:
-                walk(e)
-        else:
-            flat.append(g)
-
-    walk(group)
-    for e in flat:
-        if isinstance(e, prefer):
-            return e
-    for e in flat:
-        if not isinstance(e, asyncio.CancelledError):
-            return e
-    return flat[0] if flat else group

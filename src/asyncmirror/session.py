@@ -149,31 +149,28 @@ class Session:
             for i in range(0, len(lines), chunk):
                 await self.send(*lines[i : i + chunk])
 
-        async def read_all() -> list[Reply]:
+        async def read_all() -> None:
             for _ in lines:
                 reply = await self.read_reply()
                 while reply.is_preliminary:
                     reply = await self.read_reply()
                 replies.append(reply)
-            return replies
+
+        # Imported here: this method's body is all this change touches of session.py.
+        from .taskgroups import task_group
 
         replies: list[Reply] = []
-        writer = asyncio.ensure_future(write_all())
-        reader = asyncio.ensure_future(read_all())
         try:
-            # A failed write must not leave us waiting for replies never asked for.
-            await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_EXCEPTION)
-            if writer.done() and writer.exception() is not None:
-                raise writer.exception()  # type: ignore[misc]
-            await writer
-            return await reader
+            # Either side's failure cancels the other: a failed write must not
+            # leave us waiting for replies never asked for.
+            async with task_group() as tg:
+                tg.start(write_all())
+                tg.start(read_all())
         finally:
-            for task in (writer, reader):
-                if not task.done():
-                    task.cancel()
-            if len(replies) < len(lines) or writer.cancelled():
+            if len(replies) < len(lines):
                 # Replies are still on their way: this connection is out of step.
                 self.broken = True
+        return replies
 
     async def command(self, line: str) -> Reply:
         """Send one command and return its final (non-1xx) reply."""
