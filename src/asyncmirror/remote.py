@@ -13,7 +13,6 @@ know it gets ``LIST -a`` (server-local, minute-precise times, shifted by
 
 from __future__ import annotations
 
-import asyncio
 import posixpath
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, tzinfo
@@ -24,8 +23,9 @@ from .entries import Kind, ListedEntry, LocalTree, RemoteFile, RemoteTree
 from .listing import parse_listing, parse_mlst_reply
 from .pool import Pool
 from .replies import Reply
-from .scheduler import Workers, first_error, run_batch
+from .scheduler import Workers, run_batch
 from .session import Session
+from .taskgroups import task_group
 
 #: Replies that mean "I do not know this command" (rather than "no such directory").
 UNKNOWN_COMMAND = ("500", "501", "502", "504")
@@ -328,11 +328,8 @@ async def _mlst_many(
                 out[rel] = parse_mlst_reply(reply.lines) if reply.is_complete else None
             return
 
-    try:
-        async with asyncio.TaskGroup() as tg:
-            for i, part in enumerate(parts):
-                if part:
-                    tg.create_task(run(i, part))
-    except BaseExceptionGroup as group:
-        raise first_error(group, prefer=(MlstUnsupported, errors.FatalError)) from None
+    async with task_group(prefer=(MlstUnsupported, errors.FatalError)) as tg:
+        for i, part in enumerate(parts):
+            if part:
+                tg.start(run(i, part))
     return out

@@ -43,7 +43,6 @@ from .pool import Pool, Retired
 from .replies import Reply
 from .session import Session
 from .taskgroups import Children, task_group
-from .taskgroups import first_error as first_error  # remote, verify, switch import it here
 
 J = TypeVar("J")
 

@@ -15,7 +15,6 @@ module sends it.  The rules it keeps:
 
 from __future__ import annotations
 
-import asyncio
 import os
 import posixpath
 import time
@@ -48,8 +47,8 @@ from .releases import (
 )
 from .remote import list_tree
 from .report import Events, Report
-from .scheduler import first_error
 from .session import ServerConfig, Session
+from .taskgroups import task_group
 
 
 async def exists(session: Session, paths: Sequence[str]) -> list[bool]:
@@ -131,16 +130,13 @@ async def seed(
             done[c] = Copy.copied(answers[3 * i : 3 * i + 3])
 
     live_sessions = [s for s in sessions if not s.broken] or [sessions[0]]
-    try:
-        async with asyncio.TaskGroup() as tg:
-            for i, session in enumerate(live_sessions):
-                share = rest[i :: len(live_sessions)]
-                if share:
-                    tg.create_task(copy(session, share))
-    except BaseExceptionGroup as group:
-        # One error for the run to report; the temporary names are removed by the
-        # clean-up that follows a failure or a stop.
-        raise first_error(group) from None
+    # One error for the run to report; the temporary names are removed by the
+    # clean-up that follows a failure or a stop.
+    async with task_group() as tg:
+        for i, session in enumerate(live_sessions):
+            share = rest[i :: len(live_sessions)]
+            if share:
+                tg.start(copy(session, share))
     # Into place only when copied and stamped; else away (a copy without the
     # live file's time would look newer than SRC and never be replaced).
     lines: list[str] = []

@@ -31,8 +31,9 @@ from .remotedigest import (
 )
 from .replies import Reply
 from .report import Verification
-from .scheduler import Workers, first_error, run_batch
+from .scheduler import Workers, run_batch
 from .session import Session
+from .taskgroups import task_group
 
 
 class Verdict(NamedTuple):
@@ -186,15 +187,12 @@ async def _asked(
                 out[rel] = parse_digest(method, reply)
         kept.append(session)
 
-    try:
-        async with asyncio.TaskGroup() as tg:
-            for session, share in zip(live, shares, strict=True):
-                if share:
-                    tg.create_task(ask(session, share))
-                else:
-                    kept.append(session)
-    except BaseExceptionGroup as group:
-        raise first_error(group) from None
+    async with task_group() as tg:
+        for session, share in zip(live, shares, strict=True):
+            if share:
+                tg.start(ask(session, share))
+            else:
+                kept.append(session)
     return out, kept
 
 
