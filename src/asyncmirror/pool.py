@@ -204,8 +204,14 @@ class Pool:
             self.discard(s)
 
     async def close_all(self, sessions: list[Session] | None = None) -> None:
-        """QUIT every session, concurrently and bounded; never raises."""
+        """QUIT every session, concurrently and bounded; never raises but a stop.
+
+        A stop during the goodbyes (a second Ctrl-C) drops every connection at
+        once: the QUITs are not left running without an owner.
+        """
         targets = list(self._sessions) if sessions is None else sessions
-        await asyncio.shield(asyncio.gather(*(s.quit() for s in targets), return_exceptions=True))
-        for s in targets:
-            self.discard(s)
+        try:
+            await asyncio.gather(*(s.quit() for s in targets), return_exceptions=True)
+        finally:
+            for s in targets:
+                self.discard(s)
