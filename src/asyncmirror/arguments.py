@@ -252,9 +252,9 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse
     ``--doctor [SRC] [DST]``."""
     args = parser.parse_args(argv)
     if args.doctor:
-        from .doctorcommand import split_positionals
-
-        split_positionals(args)
+        # One positional is DST (SRC is optional); none means the login directory.
+        if args.dst is None:
+            args.src, args.dst = None, args.src if args.src is not None else ""
         return args
     if args.rollback:
         if args.dst is None:

@@ -25,13 +25,12 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from . import errors, runner
 from .arguments import build_parser, filter_rules, parse_args
-from .credentials import Target, resolve_target
+from .credentials import Target, fingerprint_from, make_trace, resolve_target, server_config
 from .early import EarlyConnection
 
 if TYPE_CHECKING:
     from .options import Options, Trace
     from .report import Events, Report
-    from .session import ServerConfig
 
 # The heavy imports (asyncio, ssl) happen in
 # main() only after the first control connection has been started, so that
@@ -81,15 +80,6 @@ def _sure_sessions(args: argparse.Namespace) -> int:
     except OSError:
         return 0
     return max(1, min(kept, args.jobs)) if args.jobs >= 1 else 0
-
-
-def make_trace(stream: TextIO) -> Trace:
-    """``--debug``: each command and reply on ``stream`` (the password already masked)."""
-
-    def trace(direction: str, line: str) -> None:
-        print(f"{direction} {line}", file=stream, flush=True)
-
-    return trace
 
 
 #: Parser destinations that are not run options: the operands, output settings,
@@ -172,34 +162,6 @@ async def run(
             break_lock=options.break_lock,
         )
     return await run_mirror(args.src, target.path, options)
-
-
-def fingerprint_from(args: argparse.Namespace) -> str | None:
-    """The pinned certificate: ``--fingerprint``, else ``FTP_FINGERPRINT``."""
-    return args.fingerprint or os.environ.get("FTP_FINGERPRINT") or None
-
-
-def server_config(
-    args: argparse.Namespace,
-    target: Target,
-    fingerprint: str | None,
-    stream: TextIO,
-    early: Sequence[EarlyConnection] = (),
-) -> ServerConfig:
-    """How to log in, for a run and for ``--doctor`` alike."""
-    from .session import ServerConfig
-    from .transport import TLSPolicy
-
-    return ServerConfig(
-        host=target.host,
-        port=target.port,
-        user=target.user,
-        password=target.password,
-        tls=TLSPolicy(ca_file=args.ca_file, fingerprint=fingerprint, insecure=args.insecure),
-        timeout=args.timeout,
-        trace=make_trace(stream) if args.debug else None,
-        early=tuple(early),
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -42,8 +42,8 @@ import contextlib
 from . import connectionprobes, dstprobes, errors, passiveprobes
 from .diagnosis import Findings, TreeSize
 from .dstprobes import DIGEST_COMMANDS, TEMP_PREFIX
+from .login import ServerConfig
 from .prober import Prober
-from .session import ServerConfig
 
 __all__ = ["DIGEST_COMMANDS", "TEMP_PREFIX", "diagnose"]
 

@@ -23,12 +23,6 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FATAL = 0, 3
 
 
-def split_positionals(args: argparse.Namespace) -> None:
-    """With ``--doctor`` one positional is DST (SRC is optional); none means the home."""
-    if args.dst is None:
-        args.src, args.dst = None, args.src if args.src is not None else ""
-
-
 def tree_size(args: argparse.Namespace) -> TreeSize | None:
     if not args.src:
         return None
@@ -42,7 +36,7 @@ def tree_size(args: argparse.Namespace) -> TreeSize | None:
 
 
 def doctor_main(args: argparse.Namespace, target: Target, stdout: TextIO, stderr: TextIO) -> int:
-    from .cli import fingerprint_from, server_config
+    from .credentials import fingerprint_from, server_config
     from .diagnosis import render_table, to_json
     from .doctor import diagnose
     from .runner import run as run_async

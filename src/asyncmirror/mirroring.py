@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from datetime import UTC, tzinfo
 
 from . import errors, switch
+from .control import Trace
 from .early import EarlyConnection
 from .filters import Rule
+from .login import ServerConfig
 from .mirrorrun import MirrorRun
 from .options import Options
 from .report import Events, Report
-from .session import ServerConfig, Trace
 from .transport import TLSPolicy
 
 

@@ -14,8 +14,10 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from . import errors, transport
+from .login import LoginGate, ServerConfig
+from .quirks import ServerQuirks
 from .retry import RetryPolicy
-from .session import LoginGate, ServerConfig, ServerQuirks, Session
+from .session import Session
 from .taskgroups import task_group
 
 

@@ -16,8 +16,10 @@ from collections.abc import Awaitable, Callable
 
 from . import datachannel, errors, transport
 from .diagnosis import Findings
+from .login import LoginGate, ServerConfig
+from .quirks import ServerQuirks
 from .replies import Reply
-from .session import LoginGate, ServerConfig, ServerQuirks, Session
+from .session import Session
 
 
 class Prober:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .filters import FilterSet, Rule
+from .login import ServerConfig
 from .options import Options
 from .planner import PlanOptions
-from .session import ServerConfig
 from .transport import TLSPolicy
 
 

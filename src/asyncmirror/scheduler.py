@@ -10,7 +10,7 @@ return a :class:`Deferred` -- commands whose replies finish the job (``RNTO``,
 write* as the ``EPSV``/``PASV`` of its next job, so checking an upload costs no
 extra round trip.  On ProFTPD that passive command goes out even sooner, ahead
 of the upload's ``226`` (:attr:`ServerQuirks.passive_ahead
-<asyncmirror.session.ServerQuirks.passive_ahead>`).  The checks cannot go with
+<asyncmirror.quirks.ServerQuirks.passive_ahead>`).  The checks cannot go with
 it -- ProFTPD would run them mid-transfer -- so they ride in the same write as
 the next ``STOR`` instead.  :mod:`asyncmirror.pipeline` pairs the replies,
 including ProFTPD's ``450 ... in progress`` for a passive command that came
@@ -217,11 +217,11 @@ class Workers(Generic[J]):
         me = asyncio.current_task()
         while True:
             if me is not None and me.cancelling():
-                # A cancel swallowed below (on Python 3.11, asyncio.wait_for and a
-                # plain TaskGroup can lose one that races with a result): honour it
-                # here instead of taking more work.  Sound only while nothing
-                # leaves a worker's count raised by itself: its task groups are
-                # taskgroups.task_group (see there).
+                # Defensive: on Python 3.11 asyncio.wait_for and a plain TaskGroup
+                # can lose a cancel that races with a result (neither is on this
+                # path now); a pending one is honoured here instead of taking more
+                # work.  Sound only while nothing leaves a worker's count raised by
+                # itself: its task groups are taskgroups.task_group (see there).
                 raise asyncio.CancelledError
             job = self.queue.get_nowait()
             while job is not None and self.skip(job):

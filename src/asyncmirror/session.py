@@ -29,14 +29,12 @@ import ssl
 from collections.abc import Iterator, Sequence
 
 from . import errors
-from .control import ControlConnection, Trace
+from .control import ControlConnection
 from .login import LoginGate, ServerConfig, log_in
 from .pipeline import AheadAnswered, Answer, Kind, Pipeline, Progress
 from .quirks import ServerQuirks
 from .replies import Reply, mask_command, parse_epsv, parse_pasv, reply_error
-
-# Their homes are control, login and quirks; imported from here by most of the package.
-__all__ = ["LoginGate", "ServerConfig", "ServerQuirks", "Session", "Trace"]
+from .taskgroups import task_group
 
 
 class Session:
@@ -155,9 +153,6 @@ class Session:
                 while reply.is_preliminary:
                     reply = await self.read_reply()
                 replies.append(reply)
-
-        # Imported here: this method's body is all this change touches of session.py.
-        from .taskgroups import task_group
 
         replies: list[Reply] = []
         try:

@@ -27,6 +27,7 @@ from . import state as state_mod
 from .deploylock import DeployLock
 from .entries import RemoteTree
 from .leftovers import Leftovers
+from .login import ServerConfig
 from .names import STATE_NAME
 from .pool import Pool
 from .recorder import Recorder
@@ -47,7 +48,7 @@ from .releases import (
 )
 from .remote import list_tree
 from .report import Events, Report
-from .session import ServerConfig, Session
+from .session import Session
 from .taskgroups import task_group
 
 

@@ -19,11 +19,12 @@ from .leftovers import Leftovers
 from .names import temporary
 from .planner import Upload
 from .pool import Pool
+from .quirks import ServerQuirks
 from .recorder import Recorder
 from .remotedigest import DOWNLOAD, METHODS, DigestMethod, all_lines, answered, none_known
 from .replies import Reply, format_mfmt, parse_size
 from .scheduler import Deferred, Workers
-from .session import ServerQuirks, Session
+from .session import Session
 from .statestore import Snapshot, StateStore
 
 Job = Upload | Snapshot

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from asyncmirror.session import ServerConfig, ServerQuirks, Session, Trace
+from asyncmirror.control import Trace
+from asyncmirror.login import ServerConfig
+from asyncmirror.quirks import ServerQuirks
+from asyncmirror.session import Session
 from asyncmirror.transport import TLSPolicy, make_ssl_context
 from tests.servers.proftpd import ProftpdServer
 

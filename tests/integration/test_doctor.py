@@ -27,7 +27,7 @@ import pytest
 
 from asyncmirror.diagnosis import Findings, recommended_flags
 from asyncmirror.doctor import TEMP_PREFIX, diagnose
-from asyncmirror.session import ServerConfig
+from asyncmirror.login import ServerConfig
 from asyncmirror.transport import TLSPolicy
 from tests.servers.proftpd import (
     INSTALL_HINT,

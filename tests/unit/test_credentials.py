@@ -13,7 +13,7 @@ import pytest
 from asyncmirror.arguments import build_parser
 from asyncmirror.credentials import Target, resolve_target
 from asyncmirror.errors import UsageError
-from asyncmirror.session import ServerConfig
+from asyncmirror.login import ServerConfig
 from asyncmirror.transport import TLSPolicy
 
 

@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from asyncmirror import errors
-from asyncmirror.session import ServerConfig, ServerQuirks, Session
+from asyncmirror.login import ServerConfig
+from asyncmirror.quirks import ServerQuirks
+from asyncmirror.session import Session
 from asyncmirror.transport import TLSPolicy, make_ssl_context
 
 

@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from asyncmirror import errors
+from asyncmirror.login import ServerConfig
 from asyncmirror.pool import Pool
-from asyncmirror.session import ServerConfig, Session
+from asyncmirror.session import Session
 
 Login = Callable[[], Awaitable[Session]]
 
