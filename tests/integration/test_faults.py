@@ -511,6 +511,37 @@ def test_permanent_553_fails_that_file_only_and_leaves_nothing_under_its_name(
     assert not leftovers(remote)
 
 
+def test_delete_deletes_nothing_when_an_upload_failed_for_good(ftp: Faulty, tmp_path: Path) -> None:
+    """What SRC lacks may be what the failed file was meant to replace (a page
+    renamed): with one upload refused, ``--delete`` removes nothing and says why."""
+    src = tmp_path / "site"
+    files = make_tree(src, {"index.html": 500, "css/a.css": 800, "denied.html": 300, "b.js": 90})
+    remote = fresh_remote(ftp, "nodelete")
+    extra = {"old.html": b"<p>the page before its rename</p>\n", "gone/x.txt": b"x\n"}
+    for rel, data in extra.items():
+        plant(ftp, remote, rel, data)
+    denied = "553 denied.html: Permission denied"
+    refuse = Fault("STOR", Answer(denied), name="denied.html")
+    ftp.proxy.inject(refuse)
+
+    run = run_cli(ftp, src, remote.name, "--delete", "-j", "2", "--timeout", "5")
+
+    assert run.rc == 1, describe(run, ftp.proxy)
+    assert refuse.done == 1, describe(run, ftp.proxy)
+    assert [f["path"] for f in run.report["failed"]] == ["denied.html"]
+    note = "not deleting anything on the server because some files failed"
+    assert note in run.report["notes"], run.report["notes"]
+    assert run.err.count(note) == 1, run.err
+    assert "Traceback" not in run.err
+    # (The deploy lock, asyncmirror's own, is removed as usual.)
+    removals = ftp.proxy.commands_of("DELE") + ftp.proxy.commands_of("RMD")
+    assert [c for c in removals if ".htasyncmirror-lock" not in c] == []
+    # Every other file went up; the server's extra files are all still there.
+    uploaded = {p: d for p, d in files.items() if p != "denied.html"}
+    assert server_files(remote) == {**uploaded, **extra}
+    assert not leftovers(remote)
+
+
 def test_a_server_out_of_space_stops_new_uploads_says_so_once_and_leaves_nothing_cut(
     ftp: Faulty, tmp_path: Path
 ) -> None:

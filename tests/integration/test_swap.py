@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers.common import client_env
+from tests.servers.faultproxy import DropControl, Fault, FaultProxy, start_fault_server
 from tests.servers.proftpd import (
     ProftpdServer,
     RemoteDir,
@@ -114,7 +115,12 @@ def siblings(remote: RemoteDir) -> list[str]:
 def run_cli(
     proftpd: ProftpdServer, *args: str | Path, debug: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    env = client_env(proftpd)
+    return run_cli_env(client_env(proftpd), *args, debug=debug)
+
+
+def run_cli_env(
+    env: dict[str, str], *args: str | Path, debug: bool = False
+) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "asyncmirror.cli", *map(str, args), "--no-progress", "--json"]
     if debug:
         argv.append("--debug")
@@ -344,3 +350,72 @@ def test_a_first_swap_copies_the_live_site_on_the_server_and_uploads_only_what_d
     assert "copied from the live site" not in again.stderr
     assert report(again)["uploaded"] == 2, again.stderr
     assert read_tree(live) == {**new, **SERVER_ONLY}
+
+
+@pytest.fixture(scope="module")
+def copying_behind_proxy(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[ProftpdServer, FaultProxy]]:
+    """ProFTPD with mod_copy behind the fault proxy (control and data through it)."""
+    if proftpd_unavailable_reason() is not None:
+        pytest.fail(f"ProFTPD is not available: {proftpd_unavailable_reason()}")
+    server, proxy = start_fault_server(
+        tmp_path_factory.mktemp("mod_copy_faults"), extra_modules=("mod_copy.c",)
+    )
+    try:
+        yield server, proxy
+    finally:
+        proxy.stop_thread()
+        server.stop()
+
+
+def test_a_connection_cut_during_the_first_swap_seed_fails_cleanly_and_the_rerun_deploys(
+    tmp_path: Path, copying_behind_proxy: tuple[ProftpdServer, FaultProxy]
+) -> None:
+    """The control connection carrying the 3rd ``SITE`` command (the second copy's
+    ``CPFR``) is reset: the run stops with one error line, the live site is as it
+    was, nothing half-copied sits under a real name in the staging copy; the next
+    run finishes the release from that staging copy and switches."""
+    server, proxy = copying_behind_proxy
+    proxy.reset()
+    name, past = "seed-cut", 1_600_000_000
+    live = server.home / name
+    staging = live.parent / f".htasyncmirror-next.{name}"
+    old = {f"p/page{i}.html": f"<p>page {i}</p>\n".encode() * (i + 1) for i in range(6)}
+    old["index.html"] = b"<h1>one</h1>\n"
+    new = {**old, "index.html": b"<h1>two, longer</h1>\n"}
+    write_tree(live, {**old, **SERVER_ONLY}, mtime=past)
+    give_to_ftp_user(live, server.home)
+    src = tmp_path / "src"
+    write_tree(src, new, mtime=past)
+    os.utime(src / "index.html", (past + 100, past + 100))
+    env = {**client_env(server), "FTP_SERVER": f"{proxy.host}:{proxy.port}"}
+    cut = Fault("SITE", DropControl(), every=3, times=1)
+    proxy.inject(cut)
+
+    failed = run_cli_env(env, src, f"/{name}", "--swap", "-j", "3", "--timeout", "5")
+
+    assert cut.done == 1, proxy.describe()
+    # Not retried: a network error, exit 1, said in one line.
+    assert failed.returncode == 1, failed.stderr
+    said = [ln for ln in failed.stderr.splitlines() if ln.startswith("asyncmirror: error:")]
+    assert len(said) == 1, failed.stderr
+    assert "connection lost" in said[0], failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert "ExceptionGroup" not in failed.stderr
+    assert read_tree(live) == {**old, **SERVER_ONLY}, "the live site must be untouched"
+    # Only what was copied and stamped goes under a real name; no temporary is left.
+    # The copies go into place only after all of them are made: none is.
+    assert read_tree(staging) == {}
+    assert [p.name for p in staging.rglob(".htasyncmirror-tmp-*")] == []
+
+    proxy.reset()
+    again = run_cli_env(env, src, f"/{name}", "--swap", "-j", "3", "--timeout", "5")
+
+    assert again.returncode == 0, again.stderr
+    assert "continuing the unfinished release" in again.stderr, again.stderr
+    assert report(again)["uploaded"] == len(new), again.stderr
+    assert read_tree(live) == {**new, **SERVER_ONLY}
+    prev = live.parent / f".htasyncmirror-prev.{name}"
+    assert read_tree(prev) == old, "the previous release is the site as it was"
+    assert [p for d in (live, prev) for p in d.rglob(".htasyncmirror-tmp-*")] == []

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,9 @@ import pytest
 from asyncmirror import Report
 from tests.integration.clients import mirror_to
 from tests.servers.common import client_env
+from tests.servers.faultproxy import DropControl, Fault, FaultProxy, start_fault_server
 from tests.servers.lftp import lftp_mirror
-from tests.servers.proftpd import ProftpdServer
+from tests.servers.proftpd import ProftpdServer, proftpd_unavailable_reason
 
 SITE: dict[str, bytes] = {
     "index.html": b"<h1>hello</h1>\n" * 40,
@@ -74,14 +76,20 @@ def local_files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-def adopted_site_with_drift(server: ProftpdServer, tmp_path: Path, name: str) -> tuple[Path, Path]:
-    """SRC, and DST on the server's disk, as described at the top."""
+def adopted_site_with_drift(
+    server: ProftpdServer, tmp_path: Path, name: str, extra: dict[str, bytes] | None = None
+) -> tuple[Path, Path]:
+    """SRC (``SITE``, and ``extra`` files), and DST on the server's disk, as
+    described at the top."""
     src = tmp_path / "site"
     write_site(src)
+    for rel, data in (extra or {}).items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
     dst_name = f"verify-{name}-{tmp_path.name}"
     lftp_mirror(server, src, dst_name)
     dst = server.home / dst_name
-    assert server_files(dst) == SITE
+    assert server_files(dst) == {**SITE, **(extra or {})}
     there = dst / EDITED_THERE
     same_size_edit(there, mtime=there.stat().st_mtime)
     here = src / EDITED_HERE
@@ -196,4 +204,53 @@ def test_verify_by_download_reads_each_file_once_over_few_connections(
     assert reads() - before == 40
     assert report.uploaded == 1
     assert proftpd.stor_count() - stors == 2  # that file and the state file
+    assert server_files(dst) == local_files(src)
+
+
+@pytest.fixture(scope="module")
+def digest_behind_proxy(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[ProftpdServer, FaultProxy]]:
+    """ProFTPD with mod_digest behind the fault proxy (control and data through it)."""
+    if proftpd_unavailable_reason() is not None:
+        pytest.fail(f"ProFTPD is not available: {proftpd_unavailable_reason()}")
+    server, proxy = start_fault_server(
+        tmp_path_factory.mktemp("digest_faults"), extra_modules=("mod_digest.c",)
+    )
+    try:
+        yield server, proxy
+    finally:
+        proxy.stop_thread()
+        server.stop()
+
+
+def test_a_connection_cut_mid_digest_batch_asks_again_and_uploads_exactly_what_differs(
+    digest_behind_proxy: tuple[ProftpdServer, FaultProxy], tmp_path: Path
+) -> None:
+    """The control connection carrying the 8th ``HASH`` (inside a pipelined batch)
+    is reset: a new session asks again for what was not answered, by digest (no
+    download), and exactly the two drifted files go up."""
+    server, proxy = digest_behind_proxy
+    proxy.reset()
+    extra = {f"more/f{i:02}.txt": f"file {i}\n".encode() * (20 + i) for i in range(30)}
+    src, dst = adopted_site_with_drift(server, tmp_path, "cut", extra)
+    stors = server.stor_count()
+    cut = Fault("HASH", DropControl(), every=8, times=1)
+    proxy.inject(cut)
+
+    report = mirror_to(server, src, dst.name, via=(proxy.host, proxy.port), verify=True, jobs=3)
+
+    assert cut.done == 1, proxy.describe()
+    assert proxy.control_connections > 3, "the cut session was not replaced"
+    assert report.exit_code == 0, report.failed
+    assert report.failed == []
+    assert report.verification is not None
+    assert report.verification.method == "HASH SHA-256"
+    assert report.verification.compared == len(SITE) + len(extra)
+    assert report.verification.unknown == ()
+    assert report.verification.differ == tuple(sorted([EDITED_HERE, EDITED_THERE]))
+    # Every file's digest was asked again by HASH, none downloaded instead.
+    assert proxy.commands_of("RETR") == []
+    assert report.uploaded == 2
+    assert server.stor_count() - stors == 3  # the two files and the state file
     assert server_files(dst) == local_files(src)
