@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from . import releases, remote, switch
+from . import errors, releases, remote, switch
 from .deploylock import DeployLock
 from .entries import LocalTree, RemoteTree
 from .filters import FilterSet
@@ -72,9 +72,20 @@ class SwapPhases:
         when it can (mod_copy), so only the differences go up."""
         live, sessions[:] = await self.look(sessions, layout.live, tree)
         own = [STATE_NAME] if self.state_in_dst else []
-        placed = await switch.seed(
-            sessions, layout, live, [*tree.files, *own], tree.dirs, self.leftovers.temp_names
-        )
+        try:
+            placed = await switch.seed(
+                sessions, layout, live, [*tree.files, *own], tree.dirs, self.leftovers.temp_names
+            )
+        except errors.RetryableError as exc:
+            # The copies only save uploads: a cut connection ends them, and what
+            # is not in place goes up (copies still under temporary names are
+            # removed with the run's other temporaries).
+            sessions[:] = [s for s in sessions if not s.broken] or [await self.pool.usable(None)]
+            self.rec.note(
+                f"first --swap deploy: copying the live site on the server stopped "
+                f"({exc.message}); what was not copied goes up to {layout.next}"
+            )
+            return
         if placed is None:
             self.rec.note(f"first --swap deploy: the whole site goes up to {layout.next}")
         elif placed:
