@@ -17,6 +17,7 @@ import asyncio
 import posixpath
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, tzinfo
+from itertools import chain
 from typing import NamedTuple
 
 from . import datachannel, errors
@@ -228,12 +229,11 @@ async def probe_tree(
     if "" in missing or not tree.exists:
         tree.exists = False
         return tree, sessions
-    present = tree.dirs
-    wanted = [
-        f
-        for f in (*local_files, *extra_files)
-        if (posixpath.dirname(f) == "" or posixpath.dirname(f) in present)
-    ]
+    # A file is asked when its directory is there ("" is base itself).  Paths are
+    # relative, without "//": rpartition's head is posixpath.dirname, at a
+    # fraction of its cost over 100,000 files.
+    present = {"", *tree.dirs}
+    wanted = [f for f in chain(local_files, extra_files) if f.rpartition("/")[0] in present]
     answers = await _mlst_many(pool, sessions, base, wanted)
     for rel, entry in answers.items():
         if entry is not None:
