@@ -37,6 +37,13 @@ class Pending(Enum):
     DIGEST = "digest"
 
 
+# The members as module names for the per-file code: on Python 3.11 ``Reason.NEW``
+# goes through ``EnumType.__getattr__`` (~0.1 us, ten times a global's lookup),
+# which over 100,000 files and a few lookups each was ~8% of a dry run's instructions.
+_NEW, _NEWER, _SIZE = Reason.NEW, Reason.NEWER, Reason.SIZE
+_DIGEST = Pending.DIGEST
+
+
 class Upload(NamedTuple):
     path: str
     size: int
@@ -163,12 +170,12 @@ def _sort_largest_first(uploads: list[Upload]) -> None:
     """Sort by size, largest first, then by path: as ``key=(-size, path)``, in two
     stable sorts by C-level keys (no tuple made per upload: 100,000 of them in a
     first upload of a large tree)."""
-    uploads.sort(key=_PATH)
-    uploads.sort(key=_SIZE, reverse=True)  # reverse keeps equal sizes in path order
+    uploads.sort(key=_BY_PATH)
+    uploads.sort(key=_BY_SIZE, reverse=True)  # reverse keeps equal sizes in path order
 
 
-_PATH = itemgetter(0)  # Upload.path
-_SIZE = itemgetter(1)  # Upload.size
+_BY_PATH = itemgetter(0)  # Upload.path
+_BY_SIZE = itemgetter(1)  # Upload.size
 
 
 def need_transfer(
@@ -196,33 +203,33 @@ def need_transfer(
     if state.mtime == local.mtime:
         return None
     if digest is None:
-        return Pending.DIGEST
+        return _DIGEST
     return None if digest == state.digest else reason
 
 
 def state_may_settle(reason: Reason | None, local: LocalFile, remote: RemoteFile | None) -> bool:
     """Could a state entry prove this transfer unnecessary?  Only for a file
     that looks newer and has the server's size; anything else is a change."""
-    return reason is Reason.NEWER and remote is not None and remote.size == local.size
+    return reason is _NEWER and remote is not None and remote.size == local.size
 
 
 def _by_listing(local: LocalFile, remote: RemoteFile | None, *, only_newer: bool) -> Reason | None:
     """The rule from the listing alone (sizes and times)."""
     if remote is None:
-        return Reason.NEW
+        return _NEW
     if remote.size is not None and remote.size != local.size:
-        return Reason.SIZE
+        return _SIZE
     if remote.mtime is None:
-        return None if remote.size is not None else Reason.NEWER
+        return None if remote.size is not None else _NEWER
     # Times within the remote precision are equal: MFMT keeps whole seconds,
     # LIST shows minutes.  The extra second absorbs rounding on either side.
     window = max(remote.precision, 1.0)
     if local.mtime > remote.mtime + window:
-        return Reason.NEWER
+        return _NEWER
     if not only_newer and local.mtime < remote.mtime - window:
         # Without --only-newer a remote copy whose time differs either way is
         # replaced (plain mirror semantics).
-        return Reason.NEWER
+        return _NEWER
     return None
 
 
@@ -361,7 +368,7 @@ def _make_plan(local: LocalTree, remote: RemoteTree, options: PlanOptions) -> Pl
             plan.conflicts.append(Conflict(path, "a directory or link on the server is in the way"))
             continue
         reason = need_transfer(lf, remote_files.get(path), only_newer=only_newer)
-        assert reason is not Pending.DIGEST  # only with a state entry
+        assert reason is not _DIGEST  # only with a state entry
         if reason is None:
             skipped.append(path)
         else:
