@@ -132,7 +132,7 @@ class Plan:
 
     @property
     def upload_bytes(self) -> int:
-        return sum(u.size for u in self.uploads)
+        return sum(map(_BY_SIZE, self.uploads))  # a C-level loop: 100,000 uploads at scale
 
     def skip(self, paths: Iterable[str]) -> None:
         """Move these uploads into ``skipped`` (proven unchanged after planning)."""
