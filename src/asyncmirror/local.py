@@ -162,6 +162,10 @@ def scan(
 
     stopped = stop.is_set if stop is not None else _never
     inside = _Inside(top) if links else None
+    # The loop below runs once per entry of SRC (100,000 times in a large site):
+    # names are bound once, and LocalFile is built without NamedTuple's
+    # Python-level __new__.
+    new_file = tuple.__new__
     while stack:
         if stopped():
             raise ScanStopped(len(files) + len(dirs))
@@ -226,17 +230,23 @@ def scan(
                         stack.append((entry.path, rel + "/", (*above, me)))
                         if inside is not None and entry.is_symlink():
                             inside.record(tree, rel, entry.path, is_dir=True)
-                        notify_if_enough()
-                    elif _is_file(entry):
-                        st = entry.stat()  # cached on the entry; follows a symlink
-                        files[rel] = LocalFile(rel, st.st_size, st.st_mtime, entry.path)
-                        if inside is not None and entry.is_symlink():
-                            inside.record(tree, rel, entry.path, is_dir=False)
-                        notify_if_enough()
                     else:
-                        why = _other_kind(entry)
-                        if why is not None:
-                            notices.append((display_path(rel), why))
+                        try:
+                            is_file = entry.is_file()
+                        except OSError:  # ELOOP, EACCES: _other_kind says why
+                            is_file = False
+                        if not is_file:
+                            why = _other_kind(entry)
+                            if why is not None:
+                                notices.append((display_path(rel), why))
+                            continue
+                        st = entry.stat()  # cached on the entry; follows a symlink
+                        path = entry.path
+                        files[rel] = new_file(LocalFile, (rel, st.st_size, st.st_mtime, path))
+                        if inside is not None and entry.is_symlink():
+                            inside.record(tree, rel, path, is_dir=False)
+                    if on_enough is not None:
+                        notify_if_enough()
                 except FileNotFoundError:
                     # Vanished since the listing: leave it out, as a later scan would.
                     continue
@@ -272,15 +282,6 @@ def _ancestor(prefix: str, above: tuple[tuple[int, int], ...], me: tuple[int, in
     parts = prefix.rstrip("/").split("/") if prefix else []
     depth = above.index(me)  # 0 is SRC itself
     return "SRC itself" if depth == 0 else display_path("/".join(parts[:depth]))
-
-
-def _is_file(entry: os.DirEntry[str]) -> bool:
-    """``entry.is_file()``, False for a link that cannot be followed (ELOOP, EACCES):
-    :func:`_other_kind` then says why."""
-    try:
-        return entry.is_file()
-    except OSError:
-        return False
 
 
 def _other_kind(entry: os.DirEntry[str]) -> str | None:

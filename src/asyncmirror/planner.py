@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from enum import Enum, StrEnum
+from operator import itemgetter
 from typing import TYPE_CHECKING, NamedTuple
 
 from .entries import LocalFile, LocalLink, LocalTree, RemoteFile, RemoteTree
@@ -34,6 +35,13 @@ class Pending(Enum):
     """:func:`need_transfer` cannot tell yet: ask again with the local file's digest."""
 
     DIGEST = "digest"
+
+
+# The members as module names for the per-file code: on Python 3.11 ``Reason.NEW``
+# goes through ``EnumType.__getattr__`` (~0.1 us, ten times a global's lookup),
+# which over 100,000 files and a few lookups each was ~8% of a dry run's instructions.
+_NEW, _NEWER, _SIZE = Reason.NEW, Reason.NEWER, Reason.SIZE
+_DIGEST = Pending.DIGEST
 
 
 class Upload(NamedTuple):
@@ -124,7 +132,7 @@ class Plan:
 
     @property
     def upload_bytes(self) -> int:
-        return sum(u.size for u in self.uploads)
+        return sum(map(_BY_SIZE, self.uploads))  # a C-level loop: 100,000 uploads at scale
 
     def skip(self, paths: Iterable[str]) -> None:
         """Move these uploads into ``skipped`` (proven unchanged after planning)."""
@@ -141,7 +149,8 @@ class Plan:
         if again:
             self.skipped = [p for p in self.skipped if p not in again]
             kept = [u for u in self.uploads if u.path not in again]
-            self.uploads = sorted([*kept, *again.values()], key=_largest_first)
+            self.uploads = [*kept, *again.values()]
+            _sort_largest_first(self.uploads)
 
 
 def content_candidates(plan: Plan, remote: RemoteTree) -> list[str]:
@@ -157,8 +166,16 @@ def content_candidates(plan: Plan, remote: RemoteTree) -> list[str]:
     return sorted(out)
 
 
-def _largest_first(u: Upload) -> tuple[int, str]:
-    return (-u.size, u.path)
+def _sort_largest_first(uploads: list[Upload]) -> None:
+    """Sort by size, largest first, then by path: as ``key=(-size, path)``, in two
+    stable sorts by C-level keys (no tuple made per upload: 100,000 of them in a
+    first upload of a large tree)."""
+    uploads.sort(key=_BY_PATH)
+    uploads.sort(key=_BY_SIZE, reverse=True)  # reverse keeps equal sizes in path order
+
+
+_BY_PATH = itemgetter(0)  # Upload.path
+_BY_SIZE = itemgetter(1)  # Upload.size
 
 
 def need_transfer(
@@ -186,33 +203,33 @@ def need_transfer(
     if state.mtime == local.mtime:
         return None
     if digest is None:
-        return Pending.DIGEST
+        return _DIGEST
     return None if digest == state.digest else reason
 
 
 def state_may_settle(reason: Reason | None, local: LocalFile, remote: RemoteFile | None) -> bool:
     """Could a state entry prove this transfer unnecessary?  Only for a file
     that looks newer and has the server's size; anything else is a change."""
-    return reason is Reason.NEWER and remote is not None and remote.size == local.size
+    return reason is _NEWER and remote is not None and remote.size == local.size
 
 
 def _by_listing(local: LocalFile, remote: RemoteFile | None, *, only_newer: bool) -> Reason | None:
     """The rule from the listing alone (sizes and times)."""
     if remote is None:
-        return Reason.NEW
+        return _NEW
     if remote.size is not None and remote.size != local.size:
-        return Reason.SIZE
+        return _SIZE
     if remote.mtime is None:
-        return None if remote.size is not None else Reason.NEWER
+        return None if remote.size is not None else _NEWER
     # Times within the remote precision are equal: MFMT keeps whole seconds,
     # LIST shows minutes.  The extra second absorbs rounding on either side.
     window = max(remote.precision, 1.0)
     if local.mtime > remote.mtime + window:
-        return Reason.NEWER
+        return _NEWER
     if not only_newer and local.mtime < remote.mtime - window:
         # Without --only-newer a remote copy whose time differs either way is
         # replaced (plain mirror semantics).
-        return Reason.NEWER
+        return _NEWER
     return None
 
 
@@ -335,19 +352,27 @@ def _make_plan(local: LocalTree, remote: RemoteTree, options: PlanOptions) -> Pl
                 plan.conflicts.append(Conflict(d, "a file on the server is in the way"))
                 blocked_dirs.add(d)
 
+    # This loop runs once per file of SRC: names bound once, and no call or
+    # check that cannot matter (no blocked directory, nothing listed).
+    remote_files = remote.files
+    in_the_way = remote.dirs | remote.others
+    only_newer = options.only_newer
+    skipped = plan.skipped
+    uploads = plan.uploads
+    new_upload = tuple.__new__  # Upload(...) without NamedTuple's Python-level __new__
     for path, lf in local.files.items():
-        if _under_any(path, blocked_dirs):
+        if blocked_dirs and _under_any(path, blocked_dirs):
             plan.conflicts.append(Conflict(path, "its directory cannot be created"))
             continue
-        if path in remote.dirs or path in remote.others:
+        if path in in_the_way:
             plan.conflicts.append(Conflict(path, "a directory or link on the server is in the way"))
             continue
-        reason = need_transfer(lf, remote.files.get(path), only_newer=options.only_newer)
-        assert not isinstance(reason, Pending)  # only with a state entry
+        reason = need_transfer(lf, remote_files.get(path), only_newer=only_newer)
+        assert reason is not _DIGEST  # only with a state entry
         if reason is None:
-            plan.skipped.append(path)
+            skipped.append(path)
         else:
-            plan.uploads.append(Upload(path, lf.size, reason, lf))
+            uploads.append(new_upload(Upload, (path, lf.size, reason, lf)))
 
     if options.delete:
         for path in remote.files:
@@ -388,7 +413,7 @@ def _make_plan(local: LocalTree, remote: RemoteTree, options: PlanOptions) -> Pl
         )
 
     # Large files first keeps every connection busy until the end.
-    plan.uploads.sort(key=_largest_first)
+    _sort_largest_first(plan.uploads)
     plan.delete_files.sort()
     plan.skipped.sort()
     return plan

@@ -16,6 +16,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, tzinfo
+from itertools import chain
 from typing import NamedTuple
 
 from . import datachannel, errors
@@ -33,6 +34,11 @@ UNKNOWN_COMMAND = ("500", "501", "502", "504")
 
 class DirJob(NamedTuple):
     rel: str  # "" for DST itself
+
+
+# For the per-entry code: on Python 3.11 ``Kind.FILE`` goes through
+# ``EnumType.__getattr__``, ten times the cost of a global's lookup.
+_FILE, _DIR, _LINK = Kind.FILE, Kind.DIR, Kind.LINK
 
 
 def remote_join(base: str, rel: str) -> str:
@@ -109,9 +115,9 @@ async def list_tree(
         )
         for entry in entries:
             rel = f"{job.rel}/{entry.name}" if job.rel else entry.name
-            if entry.kind is Kind.FILE:
+            if entry.kind is _FILE:
                 tree.files[rel] = RemoteFile(rel, entry.size, entry.mtime, entry.precision)
-            elif entry.kind is Kind.DIR:
+            elif entry.kind is _DIR:
                 tree.dirs.add(rel)
                 if recurse_unknown and rel not in queued and not skip_dir(rel):
                     queued.add(rel)
@@ -228,12 +234,11 @@ async def probe_tree(
     if "" in missing or not tree.exists:
         tree.exists = False
         return tree, sessions
-    present = tree.dirs
-    wanted = [
-        f
-        for f in (*local_files, *extra_files)
-        if (posixpath.dirname(f) == "" or posixpath.dirname(f) in present)
-    ]
+    # A file is asked when its directory is there ("" is base itself).  Paths are
+    # relative, without "//": rpartition's head is posixpath.dirname, at a
+    # fraction of its cost over 100,000 files.
+    present = {"", *tree.dirs}
+    wanted = [f for f in chain(local_files, extra_files) if f.rpartition("/")[0] in present]
     answers = await _mlst_many(pool, sessions, base, wanted)
     for rel, entry in answers.items():
         if entry is not None:
@@ -242,13 +247,13 @@ async def probe_tree(
 
 
 def _record(tree: RemoteTree, rel: str, entry: ListedEntry) -> None:
-    if entry.kind is Kind.FILE:
+    if entry.kind is _FILE:
         tree.files[rel] = RemoteFile(rel, entry.size, entry.mtime, entry.precision)
-    elif entry.kind is Kind.DIR:
+    elif entry.kind is _DIR:
         tree.dirs.add(rel)
     else:
         tree.others.add(rel)
-        if entry.kind is Kind.LINK:
+        if entry.kind is _LINK:
             tree.links[rel] = entry.target
 
 

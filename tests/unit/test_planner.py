@@ -260,6 +260,18 @@ def test_uploads_go_largest_first() -> None:
     assert [u.size for u in plan.uploads] == sorted(sizes.values(), reverse=True)
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_uploads_of_one_size_go_in_path_order_whatever_the_scan_order(reverse: bool) -> None:
+    # The scan's order is the file system's; the plan's must not be.
+    paths = ["b/x", "a", "b-c", "b", "a/z", "c"]
+    sizes = {p: (7 if p.startswith("b") else 3) for p in (paths[::-1] if reverse else paths)}
+    plan = make_plan(local_tree(sizes), RemoteTree(exists=False))
+    assert [u.path for u in plan.uploads] == ["b", "b-c", "b/x", "a", "a/z", "c"]
+    settled = make_plan(local_tree(sizes), RemoteTree(exists=False))
+    settled.settle([], [Upload("d", 5, Reason.CONTENT, lf("d", 5))])
+    assert [u.path for u in settled.uploads] == ["b", "b-c", "b/x", "d", "a", "a/z", "c"]
+
+
 def test_mkdirs_come_parents_first() -> None:
     local = local_tree(dirs={"a/b/c/d", "z", "m/n", "a/b2"})
     remote = remote_tree(dirs={"m", "a"})
