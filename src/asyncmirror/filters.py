@@ -220,7 +220,7 @@ class FilterSet:
     asyncmirror's own files.
     """
 
-    __slots__ = ("_checks", "_first_include", "_rules")
+    __slots__ = ("_checks", "_file_checks", "_first_include", "_rules")
 
     # Re-exported so callers holding a FilterSet can ask without importing the module.
     always_excluded = staticmethod(always_excluded)
@@ -240,14 +240,20 @@ class FilterSet:
             effective.insert(0, Rule("exclude", LFTP_DEFAULT_EXCLUDE_REGEX, "regex"))
         # Checked newest first; kept as plain tuples so the per-path loop does no
         # attribute lookups (it runs once per file in the tree).
-        checks: list[tuple[bool, Callable[[str], re.Match[str] | None], int, bool]] = []
+        checks: list[
+            tuple[tuple[bool, Callable[[str], re.Match[str] | None], int, bool], bool]
+        ] = []
         for rule in reversed(effective):
             method = rule.compiled.search if rule.slashes < 0 else rule.compiled.fullmatch
             # A glob without "/" sees "" for every directory (what follows its final
             # "/"): whether it matches "" is the same for all of them.
             hits_dir = rule.slashes == 0 and rule.compiled.fullmatch("") is not None
-            checks.append((rule.action == "exclude", method, rule.slashes, hits_dir))
-        self._checks = tuple(checks)
+            check = (rule.action == "exclude", method, rule.slashes, hits_dir)
+            # A glob ending in "/" matches only a string ending in "/": never a
+            # file's path (lftp's '-X .*/' recipe), so files skip it.
+            checks.append((check, rule.syntax == "glob" and rule.pattern.endswith("/")))
+        self._checks = tuple(c for c, _ in checks)
+        self._file_checks = tuple(c for c, dirs_only in checks if not dirs_only)
         # No rule matched: excluded iff the first rule is an include (PatternSet::Match).
         self._first_include = bool(effective) and effective[0].action == "include"
 
@@ -282,7 +288,7 @@ class FilterSet:
             return False
         path = relpath + "/" if is_dir else relpath
         base: str | None = None
-        for is_exclude, match, slashes, hits_dir in self._checks:
+        for is_exclude, match, slashes, hits_dir in self._checks if is_dir else self._file_checks:
             if slashes == 0:
                 # The common case (-X '*.bak'): the part after the last "/" -- which
                 # for a directory is "", so the answer was worked out in advance.
