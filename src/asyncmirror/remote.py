@@ -221,19 +221,26 @@ async def probe_tree(
     """
     tree = RemoteTree()
     dirs = ["", *sorted(local_dirs, key=lambda d: (d.count("/"), d))]
-    answers = await _mlst_many(pool, sessions, base, dirs)
+    # A large tree asks its shallowest directories first, and the rest only
+    # where no ancestor is known to be missing: a first upload does not ask
+    # about thousands of directories under a DST that is not there.  (A small
+    # tree is asked in one round: a second round trip would cost more.)
     missing: set[str] = set()
-    for rel, entry in answers.items():
-        if entry is None:
-            missing.add(rel)
-        elif rel == "":
-            if entry.kind is not Kind.DIR:
-                tree.exists = False
-        else:
-            _record(tree, rel, entry)
-    if "" in missing or not tree.exists:
-        tree.exists = False
-        return tree, sessions
+    for rnd, asked in enumerate((dirs[:_DIRS_AT_ONCE], dirs[_DIRS_AT_ONCE:])):
+        if rnd:
+            asked = [d for d in asked if not _under(d, missing)]
+        answers = await _mlst_many(pool, sessions, base, asked) if asked else {}
+        for rel, entry in answers.items():
+            if entry is None:
+                missing.add(rel)
+            elif rel == "":
+                if entry.kind is not Kind.DIR:
+                    tree.exists = False
+            else:
+                _record(tree, rel, entry)
+        if "" in missing or not tree.exists:
+            tree.exists = False
+            return tree, sessions
     # A file is asked when its directory is there ("" is base itself).  Paths are
     # relative, without "//": rpartition's head is posixpath.dirname, at a
     # fraction of its cost over 100,000 files.
@@ -244,6 +251,20 @@ async def probe_tree(
         if entry is not None:
             _record(tree, rel, entry)
     return tree, sessions
+
+
+#: Directories asked in the first round of probe_tree (the shallowest).
+_DIRS_AT_ONCE = 500
+
+
+def _under(rel: str, missing: set[str]) -> bool:
+    """Whether one of ``rel``'s parent directories is in ``missing``."""
+    head = rel.rpartition("/")[0]
+    while head:
+        if head in missing:
+            return True
+        head = head.rpartition("/")[0]
+    return False
 
 
 def _record(tree: RemoteTree, rel: str, entry: ListedEntry) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from asyncmirror import mirror
+from asyncmirror import Report, mirror
 from tests.integration.sessions import open_session
 from tests.servers.proftpd import ProftpdServer, RemoteDir
 
@@ -102,3 +102,44 @@ async def test_uploads_send_the_next_passive_command_ahead_and_their_checks_cost
     assert len(sizes) == len(names), trace
     for i in sizes[:-1]:
         assert trace[i + 1].startswith(("-> EPSV", "-> PASV", "-> STOR ")), trace[i - 2 : i + 3]
+
+
+async def test_a_large_tree_is_not_asked_about_below_a_missing_directory(
+    proftpd: ProftpdServer, remote_dir: RemoteDir, tmp_path: Path
+) -> None:
+    # A deployed site gains a section of 700 directories: everything below the
+    # new top directory is new, whatever MLST would say -- only the shallowest
+    # directories are asked (first round), the rest not at all.  All goes up.
+    src = tmp_path / "src"
+    (src / "kept").mkdir(parents=True)
+    (src / "kept" / "old.txt").write_bytes(b"old\n")
+
+    async def run(trace: list[str]) -> Report:
+        return await mirror(
+            str(src),
+            remote_dir.name,
+            host=proftpd.host,
+            port=proftpd.port,
+            user=proftpd.user,
+            password=proftpd.password,
+            ca_file=str(proftpd.ca_file),
+            jobs=2,
+            timeout=20,
+            trace=lambda direction, line: trace.append(f"{direction} {line}"),
+        )
+
+    assert (await run([])).uploaded == 1
+    for i in range(700):
+        d = src / "new" / f"d{i:03}"
+        d.mkdir(parents=True)
+        (d / "f.txt").write_bytes(f"{i}\n".encode())
+    trace: list[str] = []
+    report = await run(trace)
+    assert report.failed == []
+    assert report.uploaded == 700
+    for i in (0, 350, 699):
+        assert (remote_dir.path / "new" / f"d{i:03}" / "f.txt").read_bytes() == f"{i}\n".encode()
+    asked = [line for line in trace if line.startswith("-> MLST ") and "/new/" in line]
+    # Without the first round: all 700.  With it: "new" and the shallowest of the
+    # rest, up to 500 directories in all; none in the second round.
+    assert 0 < len(asked) < 500, len(asked)
