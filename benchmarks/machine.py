@@ -130,7 +130,6 @@ def environment() -> dict[str, str]:
         "os": distro,
         "python": platform.python_version(),
         "asyncmirror": package_version("asyncmirror"),
-        "aioftp": package_version("aioftp"),
         "uvloop": package_version("uvloop"),
         "lftp": command_version(["lftp", "--version"], r"Version ([\d.]+)"),
         "proftpd": command_version(["proftpd", "-v"], r"ProFTPD Version ([\d.a-z]+)"),

@@ -71,8 +71,7 @@ def write_results(
         "",
         f"- Machine: {env['nproc']} CPUs ({env['cpu']}), {env['memory']} memory, "
         f"kernel {env['kernel']}, {env['os']}",
-        f"- Python {env['python']}, asyncmirror {env['asyncmirror']}, aioftp {env['aioftp']}, "
-        f"uvloop {env['uvloop']}",
+        f"- Python {env['python']}, asyncmirror {env['asyncmirror']}, uvloop {env['uvloop']}",
         f"- lftp {env['lftp']}, ProFTPD {env['proftpd']} (mod_tls; TLS required, data "
         f"connections must reuse the control connection's TLS session), {env['openssl']}",
         "",
