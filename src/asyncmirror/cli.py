@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from . import errors, runner
 from .arguments import build_parser, filter_rules, parse_args
-from .credentials import Target, fingerprint_from, make_trace, resolve_target, server_config
+from .credentials import Target, fingerprint_from, resolve_target
 from .early import EarlyConnection
 
 if TYPE_CHECKING:
@@ -92,6 +92,15 @@ CLI_ONLY = frozenset(
 )
 
 
+def make_trace(stream: TextIO) -> Trace:
+    """``--debug``: each command and reply on ``stream`` (the password already masked)."""
+
+    def trace(direction: str, line: str) -> None:
+        print(f"{direction} {line}", file=stream, flush=True)
+
+    return trace
+
+
 def options_from(
     args: argparse.Namespace,
     target: Target,
@@ -150,10 +159,11 @@ async def run(
             "anyone on the path can read your password"
         )
     if args.rollback:
+        from .runconfig import server_config
         from .switch import rollback_site
 
         return await rollback_site(
-            server_config(args, target, options.fingerprint, stream, early),
+            server_config(options),
             target.path,
             timezone=_timezone(args.remote_timezone),
             events=events,
@@ -182,8 +192,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         target = resolve_target(args, dict(os.environ), stdin_tty=sys.stdin.isatty())
         if args.doctor:
             from .doctorcommand import doctor_main
+            from .runconfig import server_config
 
-            return doctor_main(args, target, sys.stdout, stderr)
+            trace = make_trace(stderr) if args.debug else None
+            config = server_config(options_from(args, target, trace=trace))
+            return doctor_main(args, config, target.path, sys.stdout)
         early = [
             EarlyConnection(target.host, target.port, args.timeout)
             for _ in range(_sure_sessions(args))

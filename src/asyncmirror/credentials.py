@@ -7,23 +7,16 @@ replaces), ``~/.netrc`` (or ``$NETRC``; its password only for its own login),
 and last, for the password, a prompt on a TTY.  The
 password is never accepted as an argument or in DST: argv is visible to every
 user of the machine.  :class:`Target`'s repr leaves the password out.
-:func:`server_config` makes the login of a run and of ``--doctor`` from them.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple, TextIO
+from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from . import errors
-
-if TYPE_CHECKING:
-    from .control import Trace
-    from .early import EarlyConnection
-    from .login import ServerConfig
 
 
 class Target(NamedTuple):
@@ -132,35 +125,3 @@ def _netrc_lookup(host: str, env: dict[str, str]) -> tuple[str, str] | None:
 def fingerprint_from(args: argparse.Namespace) -> str | None:
     """The pinned certificate: ``--fingerprint``, else ``FTP_FINGERPRINT``."""
     return args.fingerprint or os.environ.get("FTP_FINGERPRINT") or None
-
-
-def make_trace(stream: TextIO) -> Trace:
-    """``--debug``: each command and reply on ``stream`` (the password already masked)."""
-
-    def trace(direction: str, line: str) -> None:
-        print(f"{direction} {line}", file=stream, flush=True)
-
-    return trace
-
-
-def server_config(
-    args: argparse.Namespace,
-    target: Target,
-    fingerprint: str | None,
-    stream: TextIO,
-    early: Sequence[EarlyConnection] = (),
-) -> ServerConfig:
-    """How to log in, for a run and for ``--doctor`` alike."""
-    from .login import ServerConfig
-    from .transport import TLSPolicy
-
-    return ServerConfig(
-        host=target.host,
-        port=target.port,
-        user=target.user,
-        password=target.password,
-        tls=TLSPolicy(ca_file=args.ca_file, fingerprint=fingerprint, insecure=args.insecure),
-        timeout=args.timeout,
-        trace=make_trace(stream) if args.debug else None,
-        early=tuple(early),
-    )

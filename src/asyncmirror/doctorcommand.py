@@ -1,7 +1,7 @@
 """``asyncmirror --doctor [SRC] [DST]``: the command-line side of the diagnosis.
 
-Takes the parsed arguments and the target that :mod:`asyncmirror.credentials`
-resolved (server, credentials, TLS flags as for a run), sizes SRC when given
+Takes the parsed arguments and the login the command line built as for a run
+(server, credentials, TLS flags), sizes SRC when given
 (for the time estimate), runs :func:`asyncmirror.doctor.diagnose` and prints
 the table -- or JSON with ``--json`` -- on stdout.  Exit 0 when the login
 worked (whatever the findings), 3 when it did not.
@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, TextIO
 from . import errors
 
 if TYPE_CHECKING:
-    from .credentials import Target
     from .diagnosis import TreeSize
+    from .login import ServerConfig
 
 EXIT_OK, EXIT_FATAL = 0, 3
 
@@ -35,19 +35,17 @@ def tree_size(args: argparse.Namespace) -> TreeSize | None:
     return TreeSize(len(tree.files), sum(f.size for f in tree.files.values()), len(tree.dirs))
 
 
-def doctor_main(args: argparse.Namespace, target: Target, stdout: TextIO, stderr: TextIO) -> int:
-    from .credentials import fingerprint_from, server_config
+def doctor_main(args: argparse.Namespace, config: ServerConfig, path: str, stdout: TextIO) -> int:
     from .diagnosis import render_table, to_json
     from .doctor import diagnose
     from .runner import run as run_async
 
     if args.max_probe is not None and args.max_probe < 1:
         raise errors.UsageError("--max-probe must be at least 1")
-    config = server_config(args, target, fingerprint_from(args), stderr)
     findings = run_async(
         diagnose(
             config,
-            target.path,
+            path,
             src=tree_size(args),
             jobs=args.jobs,
             max_probe=args.max_probe,
