@@ -9,8 +9,8 @@ every ``OSError``/``ssl`` error goes through
 connection unusable marks it :attr:`~ControlConnection.broken`.
 
 Replies are read from the asyncio stream's reader under ``asyncio.timeout``
-and assembled by :class:`~asyncmirror.replies.ReplyReader`, the one reply
-parser (the greeting included).  Not under ``asyncio.wait_for``: on Python
+and assembled by :class:`~asyncmirror.replies.ReplyReader`, the sessions'
+one reply parser (the greeting included).  Not under ``asyncio.wait_for``: on Python
 3.11 it loses a cancel (Ctrl-C, SIGTERM) that lands as the line arrives, and
 a stopped run went on to the end.
 """
@@ -62,6 +62,17 @@ class ControlConnection:
         Raises :class:`~asyncmirror.errors.CertificateError` for a certificate
         the context does not trust; pinned fingerprints are checked by the caller.
         """
+        # Bytes that came in clear after the 234 would be read afterwards as if
+        # the server had sent them over TLS: a man in the middle could forge the
+        # login's replies (STARTTLS injection).  asyncio has no public way to
+        # ask a StreamReader what it holds, hence its private buffer.
+        if self._reader is not None and len(getattr(self._reader, "_buffer", b"")):
+            self.broken = True
+            raise errors.TLSError(
+                f"{self.where} sent more after accepting AUTH TLS, before the TLS handshake",
+                hint="something on the path is tampering with the connection; "
+                "nothing was sent in clear",
+            )
         with transport.translate_errors(f"TLS handshake with {self.where}", connecting=True):
             # asyncio.timeout, armed first, ends a stalled handshake as a timeout;
             # the handshake's own limit is only a backstop (its default is 60 s).

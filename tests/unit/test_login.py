@@ -90,3 +90,25 @@ async def test_a_server_that_hangs_up_before_its_greeting_is_a_network_error(
 ) -> None:
     with pytest.raises(errors.NetworkError, match="closed the control connection"):
         await open_session(await serve(ScriptedPeer(None)))
+
+
+async def test_replies_sent_in_clear_after_234_are_refused_not_taken_as_tls(
+    serve: Serve,
+) -> None:
+    # A man in the middle appends forged replies to the 234, before the handshake:
+    # read after it, they would pass for the server's own over TLS.
+    peer = ScriptedPeer(b"220 ready\r\n", b"234 go ahead\r\n230 forged in clear\r\n")
+    with pytest.raises(errors.TLSError, match="sent more after accepting AUTH TLS"):
+        await open_session(await serve(peer))
+    async with asyncio.timeout(10):
+        await peer.closed.wait()
+    assert peer.received == ["AUTH TLS"]  # nothing else, and no credentials
+
+
+async def test_a_peer_that_is_not_an_ftp_server_is_said_at_once(serve: Serve) -> None:
+    # Port 22 by mistake: a fatal error naming it, not retries of a protocol error.
+    peer = ScriptedPeer(b"SSH-2.0-OpenSSH_9.2\r\n")
+    with pytest.raises(errors.ConnectError, match="is not an FTP server") as raised:
+        await open_session(await serve(peer))
+    assert "SSH-2.0" in str(raised.value)
+    assert peer.received == []
