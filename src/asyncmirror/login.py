@@ -161,6 +161,9 @@ async def _greeting(conn: ControlConnection, config: ServerConfig) -> str:
         raise errors.OperationTimeout(
             f"{conn.where} timed out: no greeting within {config.timeout:g} s (--timeout)"
         ) from None
+    except errors.ProtocolError as exc:
+        # Not an FTP server at all (an SSH or web port): no retry will change that.
+        raise errors.ConnectError(f"{conn.where} is not an FTP server ({exc.message})") from None
     if reply.code != "220":
         raise reply_error("connect", reply)
     return reply.text

@@ -3,7 +3,8 @@
 FEAT is never sent (the reference shared host swallows it before ``AUTH TLS``),
 so whether the server knows EPSV, MLSD, MLST, MFMT or a digest command is found
 out by the first session that tries, and remembered here for the others.  One
-object per run (``pool.quirks``), written only by the code that tries.
+object per run (``pool.quirks``), written only by the code that tries (and by
+the login, which knows ProFTPD by its greeting: ``passive_ahead``).
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from asyncmirror import errors
-from asyncmirror.errors import ProtocolError
+from . import errors
+from .errors import ProtocolError
 
 __all__ = [
     "MAX_REPLY_LINES",

@@ -104,10 +104,6 @@ class Session:
         """The connection can no longer be trusted: the pool replaces the session."""
         return self._conn.broken
 
-    @broken.setter
-    def broken(self, value: bool) -> None:
-        self._conn.broken = value
-
     def mark_broken(self) -> None:
         """The connection can no longer be trusted: the pool replaces it."""
         self._conn.broken = True
@@ -164,7 +160,7 @@ class Session:
         finally:
             if len(replies) < len(lines):
                 # Replies are still on their way: this connection is out of step.
-                self.broken = True
+                self.mark_broken()
         return replies
 
     async def command(self, line: str) -> Reply:

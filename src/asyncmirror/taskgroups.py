@@ -1,8 +1,10 @@
 """Task groups that fail with one error and never drop a stop.
 
-Every concurrent piece of asyncmirror runs in an :class:`asyncio.TaskGroup`
-(the workers, the logins, a transfer command beside its data connection, a
-pipeline's writer beside its reader): no task outlives the block that made it.
+Every task race of asyncmirror runs in one (the workers, the logins, a
+transfer command beside its data connection, a pipeline's writer beside its
+reader, the fan-outs of MLST, seed copies and digests): no task outlives the
+block that made it.  The few tasks that are not children here are owned by a
+block of their own (design.md, Concurrency).
 A group fails with an exception group; :func:`first_error` turns it into the
 one ``errors`` exception the code above expects, so ``except
 errors.RetryableError`` keeps working around a group.

@@ -128,7 +128,13 @@ async def fetch_fingerprint(host: str, port: int, timeout: float) -> str | None:
                 return peer_fingerprint(writer)
             finally:
                 writer.transport.abort()
-    except (OSError, ssl.SSLError, TimeoutError, EOFError):
+    except (
+        OSError,
+        ssl.SSLError,
+        TimeoutError,
+        EOFError,
+        ValueError,
+    ):  # ValueError: a line over the limit
         return None
 
 
