@@ -80,6 +80,9 @@ class SwapPhases:
             # The copies only save uploads: a cut connection ends them, and what
             # is not in place goes up (copies still under temporary names are
             # removed with the run's other temporaries).
+            for s in sessions:
+                if s.broken:
+                    self.pool.discard(s)  # its slot freed: the uploads regrow to -j
             sessions[:] = [s for s in sessions if not s.broken] or [await self.pool.usable(None)]
             self.rec.note(
                 f"first --swap deploy: copying the live site on the server stopped "
