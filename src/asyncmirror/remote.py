@@ -224,11 +224,14 @@ async def probe_tree(
     # A large tree asks its shallowest directories first, and the rest only
     # where no ancestor is known to be missing: a first upload does not ask
     # about thousands of directories under a DST that is not there.  (A small
-    # tree is asked in one round: a second round trip would cost more.)
+    # tree is asked in one round: a second round trip would cost more.)  A
+    # directory whose MLST is refused though it exists (ProFTPD's HideNoAccess)
+    # hides what is below it then, and that is uploaded again: the safe side.
     missing: set[str] = set()
-    for rnd, asked in enumerate((dirs[:_DIRS_AT_ONCE], dirs[_DIRS_AT_ONCE:])):
+    first = _DIRS_AT_ONCE + 1  # and "", DST itself
+    for rnd, asked in enumerate((dirs[:first], dirs[first:])):
         if rnd:
-            asked = [d for d in asked if not _under(d, missing)]
+            asked = [d for d in asked if not _parent_missing(d, missing)]
         answers = await _mlst_many(pool, sessions, base, asked) if asked else {}
         for rel, entry in answers.items():
             if entry is None:
@@ -255,16 +258,6 @@ async def probe_tree(
 
 #: Directories asked in the first round of probe_tree (the shallowest).
 _DIRS_AT_ONCE = 500
-
-
-def _under(rel: str, missing: set[str]) -> bool:
-    """Whether one of ``rel``'s parent directories is in ``missing``."""
-    head = rel.rpartition("/")[0]
-    while head:
-        if head in missing:
-            return True
-        head = head.rpartition("/")[0]
-    return False
 
 
 def _record(tree: RemoteTree, rel: str, entry: ListedEntry) -> None:
