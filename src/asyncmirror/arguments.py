@@ -54,18 +54,17 @@ class _Version(argparse.Action):
 def version_line() -> str:
     """``asyncmirror 0.1.0 (Python 3.11.7, OpenSSL 3.0.15, uvloop 0.23.0)``: what a
     bug report needs (the TLS library and the event loop asyncmirror runs on)."""
-    import ssl
     from importlib import metadata
 
     from . import __version__
+    from .transport import tls_library
 
     try:
         loop = f"uvloop {metadata.version('uvloop')}"
     except metadata.PackageNotFoundError:
         loop = "asyncio"
     python = ".".join(map(str, sys.version_info[:3]))
-    openssl = " ".join(ssl.OPENSSL_VERSION.split()[:2])
-    return f"asyncmirror {__version__} (Python {python}, {openssl}, {loop})"
+    return f"asyncmirror {__version__} (Python {python}, {tls_library()}, {loop})"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -43,6 +43,11 @@ class TLSPolicy(NamedTuple):
         return normalise_fingerprint(self.fingerprint)
 
 
+def tls_library() -> str:
+    """``OpenSSL 3.0.19``: the TLS library every connection uses (for --version)."""
+    return " ".join(ssl.OPENSSL_VERSION.split()[:2])
+
+
 def normalise_fingerprint(text: str) -> str:
     """``SHA256:AB:CD..``, ``ab cd ..`` or ``abcd..`` -> ``abcd..`` (64 hex digits)."""
     body = text.strip()

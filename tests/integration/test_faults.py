@@ -330,7 +330,8 @@ def test_control_connection_dropped_mid_run_reconnects_and_finishes(
     run = run_cli(ftp, src, remote.name, "-j", "3", "--timeout", "5", "--retries", "5")
 
     assert run.rc == 0, describe(run, ftp.proxy)
-    assert drop.done + drop_all.done >= 3, describe(run, ftp.proxy)
+    assert drop.done == 2, describe(run, ftp.proxy)
+    assert drop_all.done >= 1, describe(run, ftp.proxy)
     assert ftp.proxy.control_connections > 3  # sessions were replaced
     assert run.report["failed"] == []
     assert run.report["uploaded"] == len(files)
@@ -390,7 +391,7 @@ def test_transient_425_426_450_451_replies_are_retried(ftp: Faulty, tmp_path: Pa
         ftp, src, remote.name, "-j", "3", "--timeout", "5", "--retries", "5", "--no-state", "-vv"
     )
 
-    fired = {code: f.fired for code, f in faults.items()}
+    fired = {code: f.done for code, f in faults.items()}  # replies really replaced
     assert all(fired.values()), fired
     assert run.rc == 0, describe(run, ftp.proxy)
     assert run.report["retries"] >= fired["450"] + fired["426"] + fired["451"], run.report
@@ -416,7 +417,7 @@ def test_transient_replies_to_pipelined_mkd_and_dele_are_retried(
     ]
     ftp.proxy.inject(*faults)
     run = run_cli(ftp, src, remote.name, "--delete", "--timeout", "5", "--no-state")
-    assert [f.fired for f in faults] == [1, 1]
+    assert [f.done for f in faults] == [1, 1]
     assert run.rc == 0, describe(run, ftp.proxy)
     assert_mirrored(files, remote, run)
 
@@ -444,7 +445,7 @@ def test_state_file_write_failing_once_is_retried_and_leaves_no_temporary_file(
 
     run = run_cli(ftp, src, remote.name, "-j", "2", "--timeout", "5", "--retries", "3")
 
-    assert fault.fired == 1, describe(run, ftp.proxy)
+    assert fault.done == 1, describe(run, ftp.proxy)
     assert run.rc == 0, describe(run, ftp.proxy)
     assert "could not write the state file" not in run.err, describe(run, ftp.proxy)
     assert (remote.path / ".htasyncmirror-state.json").is_file()
@@ -1042,7 +1043,6 @@ def test_a_connection_accepted_as_the_proxy_restarts_is_closed_not_leaked(
     finally:
         for client in clients:
             client.close()
-    time.sleep(0.2)  # the proxy sees the client's close
     gc.collect()  # a dropped socket warns now, in this test (warnings are errors)
 
 
@@ -1177,7 +1177,7 @@ def test_a_user_logged_in_without_a_password_keeps_the_pipelined_replies_in_step
 
     run = run_cli(ftp, src, remote.name, "-j", "2", "--timeout", "5")
 
-    assert fault.fired >= 1, describe(run, ftp.proxy)
+    assert fault.done >= 1, describe(run, ftp.proxy)
     assert run.rc == 0, describe(run, ftp.proxy)
     assert_mirrored(files, remote, run)
 
