@@ -16,7 +16,6 @@ Fixtures:
 from __future__ import annotations
 
 import itertools
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,10 +24,9 @@ import pytest
 
 from tests.servers.featsilent import FeatSilentProxy
 from tests.servers.proftpd import (
-    INSTALL_HINT,
     ProftpdServer,
     RemoteDir,
-    proftpd_unavailable_reason,
+    require_proftpd,
     start_proftpd,
 )
 
@@ -44,20 +42,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
 
 
-def _require_proftpd() -> None:
-    reason = proftpd_unavailable_reason()
-    if reason is None:
-        return
-    message = f"real-server tests need ProFTPD with mod_tls ({reason}); {INSTALL_HINT}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)  # never skip in CI
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
 def proftpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProftpdServer]:
     """A ProFTPD 1.3.8 requiring TLS and TLS session reuse on data connections."""
-    _require_proftpd()
+    require_proftpd()
     server = start_proftpd(tmp_path_factory.mktemp("proftpd"))
     try:
         yield server
@@ -68,7 +56,7 @@ def proftpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProftpdServer]
 @pytest.fixture(scope="session")
 def digest_proftpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProftpdServer]:
     """The same with mod_digest loaded: ``HASH``, ``XSHA256``, ``XSHA1``, ``XMD5``, ``XCRC``."""
-    _require_proftpd()
+    require_proftpd()
     server = start_proftpd(tmp_path_factory.mktemp("digest"), extra_modules=("mod_digest.c",))
     try:
         yield server

@@ -58,9 +58,9 @@ from tests.servers.faultproxy import (
     Silence,
     Stall,
     Truncate,
-    start_fault_server,
+    fault_server,
 )
-from tests.servers.proftpd import INSTALL_HINT, ProftpdServer, proftpd_unavailable_reason
+from tests.servers.proftpd import ProftpdServer
 
 TEMP_PREFIX = ".htasyncmirror-tmp-"
 # Maximum total backoff of N retries (RetryPolicy.delay: at most 0.25 * 2**(n-1), cap 8).
@@ -84,25 +84,10 @@ class Faulty:
         return f"{self.proxy.host}:{self.proxy.port}"
 
 
-def _require_proftpd() -> None:
-    reason = proftpd_unavailable_reason()
-    if reason is None:
-        return
-    message = f"fault tests need ProFTPD with mod_tls ({reason}); {INSTALL_HINT}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faulty]:
-    _require_proftpd()
-    server, proxy = start_fault_server(tmp_path_factory.mktemp("faultftp"))
-    try:
+    with fault_server(tmp_path_factory.mktemp("faultftp")) as (server, proxy):
         yield Faulty(server, proxy)
-    finally:
-        proxy.stop_thread()
-        server.stop()
 
 
 @pytest.fixture

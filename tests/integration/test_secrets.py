@@ -28,9 +28,9 @@ from tests.servers.faultproxy import (
     Fault,
     FaultProxy,
     Silence,
-    start_fault_server,
+    fault_server,
 )
-from tests.servers.proftpd import INSTALL_HINT, ProftpdServer, proftpd_unavailable_reason
+from tests.servers.proftpd import ProftpdServer
 
 #: The server's real password, and a wrong one: both must stay secret.
 SECRET = "Qx7-s3cr3t-ZEBRA-41f9"
@@ -47,18 +47,8 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    reason = proftpd_unavailable_reason()
-    if reason is not None:
-        message = f"secret tests need ProFTPD with mod_tls ({reason}); {INSTALL_HINT}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    server, proxy = start_fault_server(tmp_path_factory.mktemp("secretftp"), password=SECRET)
-    try:
+    with fault_server(tmp_path_factory.mktemp("secretftp"), password=SECRET) as (server, proxy):
         yield Env(server, proxy)
-    finally:
-        proxy.stop_thread()
-        server.stop()
 
 
 @pytest.fixture

@@ -11,19 +11,19 @@ import errno
 import json
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.integration.clients import run_command
 from tests.servers.common import client_env
-from tests.servers.faultproxy import DropControl, Fault, FaultProxy, start_fault_server
+from tests.servers.faultproxy import DropControl, Fault, FaultProxy, fault_server
 from tests.servers.proftpd import (
     ProftpdServer,
     RemoteDir,
-    proftpd_unavailable_reason,
+    require_proftpd,
     start_proftpd,
 )
 
@@ -121,18 +121,10 @@ def run_cli(
 def run_cli_env(
     env: dict[str, str], *args: str | Path, debug: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "asyncmirror.cli", *map(str, args), "--no-progress", "--json"]
-    if debug:
-        argv.append("--debug")
-    return subprocess.run(
-        argv,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    """``asyncmirror ARGS --json`` (the first two are SRC and DST, or ``--rollback DST``)."""
+    first, second, *rest = map(str, args)
+    extra = ["--json", *(["--debug"] if debug else [])]
+    return run_command(Path(first), second, env, *rest, *extra, timeout=TIMEOUT)
 
 
 class Watcher:
@@ -304,8 +296,7 @@ def test_rollback_without_a_previous_release_says_so(
 @pytest.fixture(scope="module")
 def copying_proftpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProftpdServer]:
     """ProFTPD with mod_copy: ``SITE CPFR``/``SITE CPTO`` copy on the server."""
-    if proftpd_unavailable_reason() is not None:
-        pytest.fail(f"ProFTPD is not available: {proftpd_unavailable_reason()}")
+    require_proftpd()
     server = start_proftpd(tmp_path_factory.mktemp("mod_copy"), extra_modules=("mod_copy.c",))
     try:
         yield server
@@ -357,25 +348,19 @@ def copying_behind_proxy(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[ProftpdServer, FaultProxy]]:
     """ProFTPD with mod_copy behind the fault proxy (control and data through it)."""
-    if proftpd_unavailable_reason() is not None:
-        pytest.fail(f"ProFTPD is not available: {proftpd_unavailable_reason()}")
-    server, proxy = start_fault_server(
+    with fault_server(
         tmp_path_factory.mktemp("mod_copy_faults"), extra_modules=("mod_copy.c",)
-    )
-    try:
-        yield server, proxy
-    finally:
-        proxy.stop_thread()
-        server.stop()
+    ) as both:
+        yield both
 
 
 def test_a_connection_cut_during_the_first_swap_seed_uploads_the_rest_and_deploys(
     tmp_path: Path, copying_behind_proxy: tuple[ProftpdServer, FaultProxy]
 ) -> None:
-    """The control connection carrying the 3rd ``SITE`` command (the second copy's
-    ``CPFR``) is reset.  The server-side copies only save uploads: the run says the
-    copying stopped, uploads what is not in place, and switches -- the new live site
-    is SRC, the previous one the old site, no temporary copy left anywhere."""
+    """The control connection carrying one of the seed's ``SITE`` commands (the 3rd
+    seen over all its sessions) is reset.  The server-side copies only save uploads:
+    the run says the copying stopped, uploads what is not in place, and switches --
+    the new live site is SRC, the previous one the old site, no temporary copy left."""
     server, proxy = copying_behind_proxy
     proxy.reset()
     name, past = "seed-cut", 1_600_000_000

@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 
 from asyncmirror import Report
-from tests.conftest import _require_proftpd
 from tests.integration.clients import mirror_to, run_command
-from tests.servers.proftpd import ProftpdServer, RemoteDir, start_proftpd
+from tests.servers.proftpd import ProftpdServer, RemoteDir, require_proftpd, start_proftpd
 
 
 def test_linked_directories_are_uploaded_under_the_links_path_and_a_loop_is_one_notice(
@@ -80,7 +79,7 @@ def _linked_site(tmp_path: Path) -> Path:
 def unjailed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProftpdServer]:
     """ProFTPD (mod_site_misc loaded) whose logins are not chrooted: the login
     directory is the home's real path, so absolute link targets resolve on disk."""
-    _require_proftpd()
+    require_proftpd()
     server = start_proftpd(tmp_path_factory.mktemp("unjailed"), chroot=False)
     try:
         yield server
@@ -209,7 +208,7 @@ def test_without_site_symlink_links_inside_src_still_go_up_as_content(
 def test_site_symlink_on_a_server_without_it_uploads_the_content_with_one_note(
     tmp_path: Path, config: dict[str, Any], code: str
 ) -> None:
-    _require_proftpd()
+    require_proftpd()
     server = start_proftpd(tmp_path / "server", chroot=False, **config)
     try:
         src = _linked_site(tmp_path)

@@ -22,9 +22,9 @@ import pytest
 from asyncmirror import Report
 from tests.integration.clients import mirror_to
 from tests.servers.common import client_env
-from tests.servers.faultproxy import DropControl, Fault, FaultProxy, start_fault_server
+from tests.servers.faultproxy import DropControl, Fault, FaultProxy, fault_server
 from tests.servers.lftp import lftp_mirror
-from tests.servers.proftpd import ProftpdServer, proftpd_unavailable_reason
+from tests.servers.proftpd import ProftpdServer
 
 SITE: dict[str, bytes] = {
     "index.html": b"<h1>hello</h1>\n" * 40,
@@ -212,16 +212,10 @@ def digest_behind_proxy(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[ProftpdServer, FaultProxy]]:
     """ProFTPD with mod_digest behind the fault proxy (control and data through it)."""
-    if proftpd_unavailable_reason() is not None:
-        pytest.fail(f"ProFTPD is not available: {proftpd_unavailable_reason()}")
-    server, proxy = start_fault_server(
+    with fault_server(
         tmp_path_factory.mktemp("digest_faults"), extra_modules=("mod_digest.c",)
-    )
-    try:
-        yield server, proxy
-    finally:
-        proxy.stop_thread()
-        server.stop()
+    ) as both:
+        yield both
 
 
 def test_a_connection_cut_mid_digest_batch_asks_again_and_uploads_exactly_what_differs(

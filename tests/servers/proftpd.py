@@ -316,6 +316,20 @@ def proftpd_unavailable_reason() -> str | None:
     return None
 
 
+def require_proftpd() -> None:
+    """For a test that needs ProFTPD: fail under ``CI=true`` (never skip there), else skip,
+    saying what is missing and how to install it."""
+    import pytest  # not at the top: benchmarks import this module without pytest
+
+    reason = proftpd_unavailable_reason()
+    if reason is None:
+        return
+    message = f"real-server tests need ProFTPD with mod_tls ({reason}); {INSTALL_HINT}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def proftpd_available() -> bool:
     """True when a ProFTPD binary is present and mod_tls loads."""
     return proftpd_unavailable_reason() is None

@@ -74,7 +74,7 @@ from .faults import (
     Truncate,
 )
 from .plain import FakePlainServer
-from .proxy import FaultProxy, start_fault_server
+from .proxy import FaultProxy, fault_server, start_fault_server
 
 __all__ = [
     "CONNECT",
@@ -94,5 +94,6 @@ __all__ = [
     "Silence",
     "Stall",
     "Truncate",
+    "fault_server",
     "start_fault_server",
 ]

@@ -12,12 +12,12 @@ import math
 import ssl
 import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ..common import LoopThread
-from ..proftpd import ProftpdServer, start_proftpd
+from ..proftpd import ProftpdServer, require_proftpd, start_proftpd
 from .control import Control, handle_control
 from .data import DataConn, handle_data
 from .faults import Call, DropControl, Fault, FaultBook, Restart, Silence
@@ -284,3 +284,16 @@ def start_fault_server(
         server.stop()
         raise
     return server, proxy
+
+
+@contextlib.contextmanager
+def fault_server(workdir: Path, **kwargs: Any) -> Iterator[tuple[ProftpdServer, FaultProxy]]:
+    """:func:`start_fault_server` for a ``with`` block (a fixture's body): ProFTPD is
+    required (see :func:`~tests.servers.proftpd.require_proftpd`), both stopped after."""
+    require_proftpd()
+    server, proxy = start_fault_server(workdir, **kwargs)
+    try:
+        yield server, proxy
+    finally:
+        proxy.stop_thread()
+        server.stop()
