@@ -158,12 +158,18 @@ class Watcher:
             try:
                 locked = ".htasyncmirror-lock" in os.listdir(fd)
                 view = read_tree(fd)
+                # Still DST at the end of the look?  A look that began just before
+                # the switch reads the release going away (its lock copy may be
+                # gone already): that is not a look at DST.
+                still_dst = os.path.samestat(os.fstat(fd), os.stat(self.dst))
             except OSError as exc:  # a file renamed away between listing and opening
                 if exc.errno != errno.ENOENT:
                     raise
                 continue
             finally:
                 os.close(fd)
+            if not still_dst:
+                continue
             self.looks += 1
             self.locked.append(locked)
             if not self.views or self.views[-1] != view:
