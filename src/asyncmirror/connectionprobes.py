@@ -61,12 +61,13 @@ async def round_trip(p: Prober) -> None:
 async def connection_limit(p: Prober, wanted: int) -> None:
     """Open sessions up to ``wanted`` in all (the main one counts), one after another.
 
-    One at a time, not all at once: ProFTPD counts a connection against
-    ``MaxClients`` from the moment its process starts, so a burst of logins
-    refuses some that the limit would allow, and the limit measured came out
-    lower than the host's (seen in CI: 2 on a server allowing 3).  They stay
-    open (``p.extra``) for the data-connection probe, until
-    :meth:`Prober.close_extra`.
+    One at a time, not all at once: in a burst, each login may be counted
+    against ``MaxClients`` with the others still in progress, and the limit
+    measured can come out below the host's (seen once in CI: 2 on a server
+    allowing 3).  An extra session that fails otherwise is noted and ends the
+    probe (one after another, a dead server would cost a timeout per session);
+    the count tried is then what worked.  They stay open (``p.extra``) for the
+    data-connection probe, until :meth:`Prober.close_extra`.
     """
     p.f.connections_tried = max(1, wanted)
     p.extra = []
@@ -79,6 +80,7 @@ async def connection_limit(p: Prober, wanted: int) -> None:
             return
         except errors.AsyncMirrorError as exc:
             p.note(f"extra session: {exc.user_line()}")
+            p.f.connections_tried = 1 + len(p.extra)
             return
 
 
