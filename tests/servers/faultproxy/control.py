@@ -122,6 +122,25 @@ async def handle_control(
         hub.tasks.discard(task)
 
 
+async def _next_command(
+    hub: FaultProxy, conn: Control
+) -> tuple[bytes, str, Fault | None, bytes | None] | None:
+    """The client's next command, its faults fired: (the raw line, the command, the
+    fault that replaces its reply, the proxy's own answer when a fault answers it
+    instead of the server); ``None`` once the client is gone or a fault dropped it."""
+    raw = await conn.creader.readline()
+    if not raw.endswith(b"\n"):
+        return None
+    command = raw.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
+    gone, fault = _on_command(hub, conn, command)
+    if gone:
+        return None
+    if fault is not None and isinstance(fault.do, Answer):
+        hub.book.credit(fault)
+        return raw, command, None, _made_up(fault)
+    return raw, command, fault, None
+
+
 def _on_command(hub: FaultProxy, conn: Control, command: str) -> tuple[bool, Fault | None]:
     """Record a command and fire its faults: (the connection is gone, its reply fault)."""
     verb, _, argument = command.partition(" ")
@@ -153,16 +172,12 @@ async def _serve(hub: FaultProxy, conn: Control) -> None:
     await hub.to_client(conn, banner)
     # Plaintext: one command, one reply, until AUTH TLS succeeds.
     while not conn.tls:
-        raw = await conn.creader.readline()
-        if not raw.endswith(b"\n"):
+        nxt = await _next_command(hub, conn)
+        if nxt is None:
             return
-        command = raw.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
-        gone, fault = _on_command(hub, conn, command)
-        if gone:
-            return
-        if fault is not None and isinstance(fault.do, Answer):
-            hub.book.credit(fault)
-            await hub.to_client(conn, [_made_up(fault)])
+        raw, command, fault, answer = nxt
+        if answer is not None:
+            await hub.to_client(conn, [answer])
             continue
         uwriter.write(raw)
         await uwriter.drain()
@@ -200,17 +215,10 @@ async def _serve(hub: FaultProxy, conn: Control) -> None:
 async def _pump_commands(hub: FaultProxy, conn: Control) -> None:
     assert conn.uwriter is not None
     try:
-        while True:
-            raw = await conn.creader.readline()
-            if not raw.endswith(b"\n"):
-                break
-            command = raw.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
-            gone, fault = _on_command(hub, conn, command)
-            if gone:
-                return
-            if fault is not None and isinstance(fault.do, Answer):
-                hub.book.credit(fault)
-                conn.owed.append(_Owed(command, answer=_made_up(fault)))
+        while (nxt := await _next_command(hub, conn)) is not None:
+            raw, command, fault, answer = nxt
+            if answer is not None:
+                conn.owed.append(_Owed(command, answer=answer))
                 await _flush_answers(hub, conn)
                 continue
             conn.owed.append(_Owed(command, replace=fault))
