@@ -3,10 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from asyncmirror import Report, mirror
 from tests.integration.sessions import open_session
 from tests.servers.proftpd import ProftpdServer, RemoteDir
+
+
+async def traced_mirror(
+    proftpd: ProftpdServer, src: Path, dst: str, trace: list[str], **kwargs: Any
+) -> Report:
+    """mirror() of ``src`` to ``dst`` on ``proftpd``, every line sent and received in
+    ``trace`` as ``"-> LINE"`` / ``"<- LINE"``."""
+    return await mirror(
+        str(src),
+        dst,
+        host=proftpd.host,
+        port=proftpd.port,
+        user=proftpd.user,
+        password=proftpd.password,
+        ca_file=str(proftpd.ca_file),
+        timeout=20,
+        trace=lambda direction, line: trace.append(f"{direction} {line}"),
+        **kwargs,
+    )
 
 
 async def test_hundreds_of_long_pipelined_commands_all_get_their_reply(
@@ -66,19 +86,7 @@ async def test_uploads_send_the_next_passive_command_ahead_and_their_checks_cost
     for name in names:
         (src / name).write_bytes(name.encode() * 1000)
     trace: list[str] = []
-    report = await mirror(
-        str(src),
-        remote_dir.name,
-        host=proftpd.host,
-        port=proftpd.port,
-        user=proftpd.user,
-        password=proftpd.password,
-        ca_file=str(proftpd.ca_file),
-        jobs=1,
-        state=False,
-        timeout=20,
-        trace=lambda direction, line: trace.append(f"{direction} {line}"),
-    )
+    report = await traced_mirror(proftpd, src, remote_dir.name, trace, jobs=1, state=False)
     assert report.uploaded == len(names)
     for name in names:
         assert (remote_dir.path / name).read_bytes() == (src / name).read_bytes()
@@ -114,27 +122,13 @@ async def test_a_large_tree_is_not_asked_about_below_a_missing_directory(
     (src / "kept").mkdir(parents=True)
     (src / "kept" / "old.txt").write_bytes(b"old\n")
 
-    async def run(trace: list[str]) -> Report:
-        return await mirror(
-            str(src),
-            remote_dir.name,
-            host=proftpd.host,
-            port=proftpd.port,
-            user=proftpd.user,
-            password=proftpd.password,
-            ca_file=str(proftpd.ca_file),
-            jobs=2,
-            timeout=20,
-            trace=lambda direction, line: trace.append(f"{direction} {line}"),
-        )
-
-    assert (await run([])).uploaded == 1
+    assert (await traced_mirror(proftpd, src, remote_dir.name, [], jobs=2)).uploaded == 1
     for i in range(700):
         d = src / "new" / f"d{i:03}"
         d.mkdir(parents=True)
         (d / "f.txt").write_bytes(f"{i}\n".encode())
     trace: list[str] = []
-    report = await run(trace)
+    report = await traced_mirror(proftpd, src, remote_dir.name, trace, jobs=2)
     assert report.failed == []
     assert report.uploaded == 700
     for i in (0, 350, 699):

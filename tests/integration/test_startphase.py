@@ -10,12 +10,14 @@ way before mirror() returned (the whole scan would take ~20 s).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import asyncmirror
-from asyncmirror import Events, mirror
+from asyncmirror import Events, Report, mirror
 from tests.servers.featsilent import FeatSilentProxy
 from tests.servers.proftpd import ProftpdServer, RemoteDir
 
@@ -45,6 +47,29 @@ def slow_tree(root: Path) -> int:
     return total
 
 
+def scan_slowly(
+    tree: Path,
+    dst: str,
+    proftpd: ProftpdServer,
+    featsilent: FeatSilentProxy,
+    watch: ScanWatch,
+    **kwargs: Any,
+) -> Coroutine[Any, Any, Report]:
+    """mirror() of ``tree`` (:func:`slow_tree`) through the proxy, the filter that makes
+    its scan slow, ``watch`` told when the scan stops; ``kwargs`` on top."""
+    given: dict[str, Any] = {
+        "host": featsilent.host,
+        "port": featsilent.port,
+        "user": proftpd.user,
+        "password": proftpd.password,
+        "ca_file": str(proftpd.ca_file),
+        "exclude_regex": SLOW_TO_FILTER,
+        "events": watch,
+        "timeout": 20,
+    }
+    return mirror(str(tree), dst, **{**given, **kwargs})
+
+
 @pytest.mark.parametrize(
     "stop_at",
     [
@@ -64,19 +89,8 @@ async def test_a_cancel_while_scanning_a_large_tree_stops_the_scan_and_returns(
             runs.pop().cancel()
 
     run = asyncio.create_task(
-        mirror(
-            str(tmp_path / "large"),
-            "never-created",
-            host=featsilent.host,
-            port=featsilent.port,
-            user=proftpd.user,
-            password=proftpd.password,
-            ca_file=str(proftpd.ca_file),
-            exclude_regex=SLOW_TO_FILTER,
-            events=watch,
-            trace=trace,
-            jobs=1,
-            timeout=20,
+        scan_slowly(
+            tmp_path / "large", "never-created", proftpd, featsilent, watch, trace=trace, jobs=1
         )
     )
     runs.append(run)
@@ -97,17 +111,13 @@ async def test_a_refused_login_stops_the_scan_of_a_large_tree(
     total = slow_tree(tmp_path / "large")
     watch = ScanWatch()
     with pytest.raises(asyncmirror.AuthError):
-        await mirror(
-            str(tmp_path / "large"),
+        await scan_slowly(
+            tmp_path / "large",
             "never-created",
-            host=featsilent.host,
-            port=featsilent.port,
-            user=proftpd.user,
+            proftpd,
+            featsilent,
+            watch,
             password="Wr0ng-scan-stop",
-            ca_file=str(proftpd.ca_file),
-            exclude_regex=SLOW_TO_FILTER,
-            events=watch,
-            timeout=20,
         )
     # Told before mirror() raised: the scan's thread had ended by then, part way.
     assert len(watch.stopped_at) == 1, "the scan was not stopped"
@@ -122,18 +132,8 @@ async def test_the_deadline_during_the_scan_stops_it(
     total = slow_tree(tmp_path / "large")
     watch = ScanWatch()
     with pytest.raises(asyncmirror.errors.TimeoutExpired, match=r"deadline of 1\.5 s"):
-        await mirror(
-            str(tmp_path / "large"),
-            remote_dir.name,
-            host=featsilent.host,
-            port=featsilent.port,
-            user=proftpd.user,
-            password=proftpd.password,
-            ca_file=str(proftpd.ca_file),
-            exclude_regex=SLOW_TO_FILTER,
-            events=watch,
-            timeout=20,
-            deadline=1.5,
+        await scan_slowly(
+            tmp_path / "large", remote_dir.name, proftpd, featsilent, watch, deadline=1.5
         )
     assert len(watch.stopped_at) == 1, "the scan was not stopped"
     assert watch.stopped_at[0] < total
